@@ -1,0 +1,39 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   -- create .venv if needed, install, run the main job
+#   make test   -- create .venv if needed, install with test extras, run the whole suite
+# TORCH pins the CPU build that lies on this project's machines; override for a GPU build,
+# e.g. `make test TORCH=torch`.
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/approx-audit bounds list
+	$(BIN)/approx-audit bounds show gd.smooth_convex.drori_teboulle_2014
+	$(BIN)/approx-audit bounds eval gd.smooth_convex.drori_teboulle_2014 L=1 R=1 eta=1/L K=1,10,100,1000
+	$(BIN)/approx-audit bounds complexity sgd.nonconvex.bottou_2018 --eps 0.05 L=1 sigma=0.1 Delta=1 eta=0.5/L
+
+# pytest exits 5 when it collects no test: here that means the suite went missing, so it is
+# reported as such and fails instead of passing silently.
+test: $(STAMP)
+	@$(BIN)/python -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

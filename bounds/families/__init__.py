@@ -1,0 +1,1 @@
+"""One module per algorithm family; each factory encodes one theorem and registers it."""

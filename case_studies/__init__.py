@@ -1,0 +1,1 @@
+"""Case studies that use the library as a user would (none yet)."""

@@ -1,0 +1,1 @@
+"""The ``approx-audit`` command line: thin click commands that parse, call and print."""

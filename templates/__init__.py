@@ -1,0 +1,1 @@
+"""Jinja report templates (``importlib.resources`` finds them through this package)."""
