@@ -72,7 +72,9 @@ def _numeric_entities(text: str) -> str:
 
 
 def expr_mathml(expr: sp.Expr) -> str:
-    return _numeric_entities(sp.mathml(expr, printer="presentation"))
+    from .symbols import for_display
+
+    return _numeric_entities(sp.mathml(for_display(expr), printer="presentation"))
 
 
 def statement_mathml(bound: "Bound") -> str:

@@ -1,7 +1,7 @@
 """The safe expression parser: text a user wrote becomes a sympy expression, never code.
 
 Text is parsed by Python's :mod:`ast` (which only builds a tree, it executes nothing) and the
-tree is walked under a whitelist: numbers, names from the canonical symbol table,
+tree is walked under a whitelist: numbers (and the constants ``E`` and ``pi``), names from the canonical symbol table,
 ``+ - * / **``, unary minus and plus, and the functions ``sqrt``, ``log``, ``exp``, ``Min``,
 ``Max``. Each node is built into sympy directly. ``eval``, ``sympify``, ``parse_expr`` and
 ``lambdify`` never see the text.
@@ -83,6 +83,8 @@ def parse_expression(text: str, allowed: Iterable[str] | None = None) -> sp.Expr
         raise ExpressionError(f"cannot parse {_short(stripped)}: too deeply nested") from None
     if expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
         raise ExpressionError(f"{_short(stripped)} is not finite (division by zero?)")
+    if expr.has(sp.I):
+        raise ExpressionError(f"{_short(stripped)} is not real (square root of a negative?)")
     return expr
 
 
@@ -136,7 +138,12 @@ def _build(node: ast.AST, allowed: set[str] | None) -> sp.Expr:
     raise ExpressionError(hint)
 
 
+_CONSTANTS = {"E": sp.E, "pi": sp.pi}  # what sympy prints for e and pi; plain numbers
+
+
 def _name(name: str, allowed: set[str] | None) -> sp.Expr:
+    if name in _CONSTANTS:
+        return _CONSTANTS[name]
     if name in S.SYMBOLS and (allowed is None or name in allowed):
         return S.SYMBOLS[name].symbol
     pool = sorted(S.SYMBOLS) if allowed is None else sorted(allowed)

@@ -42,7 +42,7 @@ class SymbolInfo:
 
     @property
     def latex(self) -> str:
-        return sp.latex(self.symbol)
+        return sp.latex(for_display(self.symbol))
 
 
 def _entries() -> list[SymbolInfo]:
@@ -59,7 +59,7 @@ def _entries() -> list[SymbolInfo]:
         SymbolInfo("G", sp.Symbol("G", positive=True),
                    "gradient-norm bound: ||g|| <= G (a.s. or in second moment, per assumption); "
                    "also the Lipschitz constant of a loss", "problem"),
-        SymbolInfo("G_inf", sp.Symbol("G_infty", positive=True),
+        SymbolInfo("G_inf", sp.Symbol("G_inf", positive=True),
                    "l_inf gradient bound: ||g||_inf <= G_inf almost surely", "problem"),
         SymbolInfo("D", sp.Symbol("D", positive=True),
                    "domain radius: max ||x - x_0|| over the feasible set", "problem"),
@@ -70,12 +70,12 @@ def _entries() -> list[SymbolInfo]:
                    "hyperparameter"),
         SymbolInfo("beta", sp.Symbol("beta", positive=True), "momentum coefficient (heavy ball)",
                    "hyperparameter", upper=1.0),
-        SymbolInfo("beta1", sp.Symbol("beta_1", nonnegative=True),
+        SymbolInfo("beta1", sp.Symbol("beta1", nonnegative=True),
                    "first-moment decay (Adam momentum)", "hyperparameter", upper=1.0,
                    lower_inclusive=True),
-        SymbolInfo("beta2", sp.Symbol("beta_2", positive=True), "second-moment decay (Adam)",
+        SymbolInfo("beta2", sp.Symbol("beta2", positive=True), "second-moment decay (Adam)",
                    "hyperparameter", upper=1.0),
-        SymbolInfo("eps", sp.Symbol("epsilon", positive=True),
+        SymbolInfo("eps", sp.Symbol("eps", positive=True),
                    "denominator offset of adaptive methods", "hyperparameter"),
         SymbolInfo("c", sp.Symbol("c", positive=True),
                    "step-size scale of a decaying schedule (eta_k = c/(gamma + k) or <= c/k)",
@@ -116,6 +116,21 @@ n = SYMBOLS["n"].symbol
 d = SYMBOLS["d"].symbol
 # Iteration index inside step-size rules (eta_k = c/(gamma + k)); not a free constant.
 k = sp.Symbol("k", positive=True, integer=True)
+
+
+# Printed names: the table's plain names (``eps``, ``G_inf``) round-trip through the parser;
+# LaTeX and MathML show the usual letters instead.
+_DISPLAY = {
+    SYMBOLS["eps"].symbol: sp.Symbol("epsilon", positive=True),
+    SYMBOLS["G_inf"].symbol: sp.Symbol("G_infty", positive=True),
+    SYMBOLS["beta1"].symbol: sp.Symbol("beta_1", nonnegative=True),
+    SYMBOLS["beta2"].symbol: sp.Symbol("beta_2", positive=True),
+}
+
+
+def for_display(expr: sp.Basic) -> sp.Basic:
+    """``expr`` with symbols renamed for LaTeX and MathML printing only."""
+    return expr.xreplace(_DISPLAY)
 
 
 def info(name: str) -> SymbolInfo:
