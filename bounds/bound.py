@@ -411,7 +411,7 @@ class Bound:
                 expr = v
             else:
                 validate_value(nm, v)
-                expr = sp.nsimplify(v, rational=True) if float(v) == float(v) else sp.Float(v)
+                expr = sp.nsimplify(v, rational=True)
             subs[info.symbol] = expr
             record.append((nm, sp.sstr(expr)))
         rhs = self.rhs.subs(subs)

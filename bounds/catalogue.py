@@ -10,8 +10,10 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
+import inspect
 import pkgutil
 from typing import Callable, Iterator
 
@@ -52,9 +54,6 @@ class Catalogue:
             for factory in _FACTORIES:
                 bound = factory()
                 if factory.__doc__ and not bound.doc:
-                    import dataclasses
-                    import inspect
-
                     bound = dataclasses.replace(bound, doc=inspect.cleandoc(factory.__doc__))
                 if bound.id in bounds:
                     raise RuntimeError(f"duplicate bound id {bound.id}")

@@ -9,7 +9,6 @@ import numpy as np
 import sympy as sp
 
 from ..bounds import catalogue, get_assumption
-from ..bounds import symbols as S
 from ..bounds.bound import Bound
 from ..bounds.errors import InvalidValueError
 from .values import format_number, parse_assignments
@@ -183,5 +182,3 @@ def complexity_cmd(bound_id: str, values: tuple[str, ...], eps: str, fmt: str) -
                f"{format_number(target)}; {res.method.replace('_', ' ')})")
     _echo_conditions(conds)
 
-
-__all__ = ["bounds", "S"]

@@ -6,7 +6,7 @@ import numpy as np
 import sympy as sp
 
 from ..bounds import symbols as S
-from ..bounds.errors import ExpressionError, InvalidValueError
+from ..bounds.errors import InvalidValueError
 from ..bounds.parser import parse_expression
 
 MAX_GRID = 1_000_000
@@ -87,5 +87,3 @@ def _parse_grid(text: str) -> np.ndarray:
 def format_number(value: float) -> str:
     return f"{value:.6g}"
 
-
-__all__ = ["parse_assignments", "format_number", "ExpressionError"]
