@@ -381,7 +381,7 @@ class Bound:
         q = self.quantity.latex
         lhs = rf"\mathbb{{E}}\left[{q}\right]" if self.expectation else q
         rel = r"\le" if self.kind == "upper" else r"\ge"
-        return f"{lhs} {rel} {sp.latex(S.for_display(self.rhs))}"
+        return f"{lhs} {rel} {S.latex(self.rhs)}"
 
     def mathml(self) -> str:
         """Presentation MathML of the whole statement, one ``<math>`` element."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import sympy as sp
 
 from .quantities import Quantity
+from .symbols import for_display
 
 if TYPE_CHECKING:  # pragma: no cover
     from .bound import Bound
@@ -72,8 +73,6 @@ def _numeric_entities(text: str) -> str:
 
 
 def expr_mathml(expr: sp.Expr) -> str:
-    from .symbols import for_display
-
     return _numeric_entities(sp.mathml(for_display(expr), printer="presentation"))
 
 

@@ -1,9 +1,9 @@
 """The safe expression parser: text a user wrote becomes a sympy expression, never code.
 
 Text is parsed by Python's :mod:`ast` (which only builds a tree, it executes nothing) and the
-tree is walked under a whitelist: numbers (and the constants ``E`` and ``pi``), names from the canonical symbol table,
-``+ - * / **``, unary minus and plus, and the functions ``sqrt``, ``log``, ``exp``, ``Min``,
-``Max``. Each node is built into sympy directly. ``eval``, ``sympify``, ``parse_expr`` and
+tree is walked under a whitelist: numbers (and the constants ``E`` and ``pi``), names from the
+canonical symbol table, ``+ - * / **``, unary minus and plus, and the functions ``sqrt``,
+``log``, ``exp``, ``Min``, ``Max``. Each node is built into sympy directly. ``eval``, ``sympify``, ``parse_expr`` and
 ``lambdify`` never see the text.
 """
 

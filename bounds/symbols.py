@@ -42,7 +42,7 @@ class SymbolInfo:
 
     @property
     def latex(self) -> str:
-        return sp.latex(for_display(self.symbol))
+        return latex(self.symbol)
 
 
 def _entries() -> list[SymbolInfo]:
@@ -122,7 +122,7 @@ k = sp.Symbol("k", positive=True, integer=True)
 # LaTeX and MathML show the usual letters instead.
 _DISPLAY = {
     SYMBOLS["eps"].symbol: sp.Symbol("epsilon", positive=True),
-    SYMBOLS["G_inf"].symbol: sp.Symbol("G_infty", positive=True),
+    SYMBOLS["G_inf"].symbol: sp.Symbol("G_\u221e", positive=True),  # MathML prints G with sub ∞
     SYMBOLS["beta1"].symbol: sp.Symbol("beta_1", nonnegative=True),
     SYMBOLS["beta2"].symbol: sp.Symbol("beta_2", positive=True),
 }
@@ -131,6 +131,12 @@ _DISPLAY = {
 def for_display(expr: sp.Basic) -> sp.Basic:
     """``expr`` with symbols renamed for LaTeX and MathML printing only."""
     return expr.xreplace(_DISPLAY)
+
+
+def latex(expr: sp.Basic) -> str:
+    """LaTeX of an expression over the table, with the display names (``G_{\\infty}``)."""
+    return sp.latex(for_display(expr),
+                    symbol_names={_DISPLAY[SYMBOLS["G_inf"].symbol]: r"G_{\infty}"})
 
 
 def info(name: str) -> SymbolInfo:

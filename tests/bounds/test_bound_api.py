@@ -86,6 +86,10 @@ def test_order_latex_mathml():
     assert b.mathml().startswith("<math") and "&#8804;" in b.mathml()
     assert r"\mathbb{E}" in catalogue.get("sgd.nonconvex.bottou_2018").latex()
     assert r"\ge" in catalogue.get("first_order.smooth_convex.nesterov_2018").latex()
+    adagrad = catalogue.get("adagrad.nonconvex.defossez_2022")
+    assert r"G_{\infty}" in adagrad.latex() and r"\epsilon" in adagrad.latex()
+    assert "&#8734;" in adagrad.mathml() and "&#949;" in adagrad.mathml()
+    assert "G_inf" in str(adagrad.rhs)  # the plain name, which the parser reads back
 
 
 def test_substitute_numbers_and_expressions():
