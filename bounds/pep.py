@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -380,6 +381,7 @@ class WorstCase:
     basis: str
     note: str = ""
     certificate: tuple = field(default=(), repr=False)
+    solver_settings: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -389,7 +391,8 @@ class WorstCase:
         d = {k: getattr(self, k) for k in (
             "value", "primal_value", "exact", "status", "solver", "method", "function_class",
             "metric", "initial", "horizon", "constants", "tolerance", "max_violation", "rounds",
-            "n_constraints", "n_pairs_total", "solve_time", "total_time", "basis", "note")}
+            "n_constraints", "n_pairs_total", "solve_time", "total_time", "basis", "note",
+            "solver_settings")}
         d["certificate"] = [dict(c) for c in self.certificate]
         return d
 
@@ -399,6 +402,8 @@ class WorstCase:
 # --------------------------------------------------------------------------------------------
 
 _SOLVERS = ("clarabel", "scs")
+_CLARABEL_ATTEMPTS = ({}, {"static_regularization_constant": 1e-7},
+                      {"static_regularization_constant": 1e-6, "max_iter": 400})
 
 
 class _Geometry:
@@ -682,7 +687,7 @@ def worst_case(
         constants={"L": cls.L, "mu": cls.mu}, tolerance=tolerance, max_violation=max_viol,
         rounds=rounds, n_constraints=int(len(pairs)), n_pairs_total=int(len(all_pairs)),
         solve_time=total_solve, total_time=time.perf_counter() - t_start, basis=geo.basis,
-        note=note, certificate=cert)
+        note=note, certificate=cert, solver_settings=result.get("settings", {}))
 
 
 def _unbounded(method, cls, metric, initial, N, solver, status, rounds, pairs, all_pairs,
@@ -736,15 +741,21 @@ def _solve_dual(geo, pairs, c_low, obj_terms, init_terms, extra_terms, scale, so
     eq = Fbal == 0
     cons = [lmi, eq, cp.sum(nu) == 1]
     prob = cp.Problem(cp.Minimize(r @ tau), cons)
-    opts = {}
     t0 = time.perf_counter()
-    try:
-        if solver == "clarabel":
-            prob.solve(solver=cp.CLARABEL, **opts)
-        else:
-            prob.solve(solver=cp.SCS, eps=1e-9, max_iters=200000)
-    except cp.error.SolverError as exc:
-        raise ApproxAuditError(f"the solver {solver} failed: {exc}") from None
+    # Clarabel's defaults first; when they stop at reduced accuracy, a larger static
+    # regularisation usually reaches full accuracy (measured on the non-convex class at N = 9..10).
+    attempts = _CLARABEL_ATTEMPTS if solver == "clarabel" else ({"eps": 1e-9, "max_iters": 200000},)
+    used = {}
+    for opts in attempts:
+        try:
+            with warnings.catch_warnings():   # the status is reported in the result instead
+                warnings.simplefilter("ignore", UserWarning)
+                prob.solve(solver=cp.CLARABEL if solver == "clarabel" else cp.SCS, **opts)
+        except cp.error.SolverError as exc:
+            raise ApproxAuditError(f"the solver {solver} failed: {exc}") from None
+        used = dict(opts)
+        if prob.status == "optimal":
+            break
     solve_time = time.perf_counter() - t0
     status = prob.status
     if status not in ("optimal", "optimal_inaccurate"):
@@ -758,6 +769,7 @@ def _solve_dual(geo, pairs, c_low, obj_terms, init_terms, extra_terms, scale, so
     Ffull = np.r_[F, np.zeros(geo.m - nF)]
     return {"status": status, "value": float(prob.value), "primal": float(prim), "F": Ffull,
             "G": G, "lam": np.asarray(lam.value).ravel(), "solve_time": solve_time,
+            "settings": used,
             "stats": prob.solver_stats}
 
 

@@ -42,7 +42,7 @@ def gd_smooth_convex_beck_2017() -> Bound:
         assumptions=_SMOOTH_CONVEX,
         conditions_=(sp.Le(eta, 1 / L),),
         citation=cite(BECK_2017, "Theorem 10.21 (eq. 10.26) with Remark 10.22"),
-        verified=("literature", "derivation", "calibration"),
+        verified=("literature", "derivation", "calibration", "pep"),
         verification_note="Theorem 10.21 and Remark 10.22 read in a full-text copy of Chapter 10; "
                           "checked on quadratics and Huber functions in tests/bounds/test_known_answers.py.",
         summary="GD, smooth convex: R^2/(2 eta K) for eta <= 1/L",
@@ -79,7 +79,7 @@ def gd_smooth_convex_drori_teboulle_2014() -> Bound:
                  year=2014, venue="Mathematical Programming 145(1-2):451-482",
                  url="https://arxiv.org/abs/1206.3209"),
             "Theorem 3.1"),
-        verified=("literature", "calibration"),
+        verified=("literature", "calibration", "pep"),
         verification_note="Statement and range 0<h<=1 from two secondary sources (PEPit's "
                           "docstring citing Theorem 3.1; a paper note); attainment on the Huber "
                           "function checked exactly in the tests.",
@@ -110,7 +110,7 @@ def gd_smooth_convex_nesterov_2018() -> Bound:
         assumptions=_SMOOTH_CONVEX + ("lower_bounded",),
         conditions_=(sp.Lt(eta, 2 / L),),
         citation=cite(NESTEROV_2018, "Theorem 2.1.14 (and Corollary 2.1.2, eq. 2.1.39)"),
-        verified=("literature", "calibration"),
+        verified=("literature", "calibration", "pep"),
         verification_note="Formula and 0<h<2/L from quoted page crops of the 2018 edition "
                           "(secondary); checked on quadratics and Huber functions in the tests.",
         summary="GD, smooth convex: 2 Delta R^2/(2R^2 + K eta (2 - L eta) Delta) for eta < 2/L",
@@ -138,7 +138,7 @@ def gd_smooth_strongly_convex_nesterov_2018() -> Bound:
         assumptions=_SMOOTH_STRONGLY_CONVEX,
         conditions_=(sp.Le(eta, 2 / (mu + L)), sp.Le(mu, L)),
         citation=cite(NESTEROV_2018, "Theorem 2.1.15"),
-        verified=("literature", "calibration"),
+        verified=("literature", "calibration", "pep"),
         verification_note="Formula and step range from quoted page crops (secondary); "
                           "attainment at eta=2/(mu+L) checked on a quadratic in the tests.",
         summary="GD, smooth strongly convex: distance (1 - 2 eta mu L/(mu+L))^K R^2",
@@ -168,7 +168,7 @@ def gd_smooth_strongly_convex_nesterov_2018_gap() -> Bound:
         assumptions=_SMOOTH_STRONGLY_CONVEX,
         conditions_=(sp.Le(eta, 2 / (mu + L)), sp.Le(mu, L)),
         citation=cite(NESTEROV_2018, "Theorem 2.1.15"),
-        verified=("literature", "derivation", "calibration"),
+        verified=("literature", "derivation", "calibration", "pep"),
         summary="GD, smooth strongly convex: gap L/2 (1 - 2 eta mu L/(mu+L))^K R^2",
         step_rule=eta,
         order_hint=(1 - 2 * eta * mu * L / (mu + L)) ** K,
@@ -196,7 +196,7 @@ def gd_smooth_strongly_convex_beck_2017() -> Bound:
         assumptions=_SMOOTH_STRONGLY_CONVEX,
         conditions_=(sp.Le(eta, 1 / L), sp.Le(mu, L)),
         citation=cite(BECK_2017, "Theorem 10.29"),
-        verified=("literature", "derivation", "calibration"),
+        verified=("literature", "derivation", "calibration", "pep"),
         verification_note="Theorem 10.29 read in a full-text copy of Chapter 10 (step 1/L); the "
                           "general-step form is derived in the docstring.",
         summary="GD, smooth strongly convex: distance (1 - mu eta)^K R^2 for eta <= 1/L",
@@ -224,7 +224,7 @@ def gd_smooth_strongly_convex_beck_2017_gap() -> Bound:
         assumptions=_SMOOTH_STRONGLY_CONVEX,
         conditions_=(sp.Le(eta, 1 / L), sp.Le(mu, L)),
         citation=cite(BECK_2017, "Theorem 10.29"),
-        verified=("literature", "derivation", "calibration"),
+        verified=("literature", "derivation", "calibration", "pep"),
         summary="GD, smooth strongly convex: gap L/2 (1 - mu eta)^K R^2 for eta <= 1/L",
         step_rule=eta,
         order_hint=(1 - mu * eta) ** K,
@@ -283,7 +283,7 @@ def gd_smooth_nonconvex_beck_2017() -> Bound:
         assumptions=("l_smooth", "lower_bounded"),
         conditions_=(sp.Lt(eta, 2 / L),),
         citation=cite(BECK_2017, "Theorem 10.15(c) (eq. 10.17)"),
-        verified=("literature", "derivation", "calibration"),
+        verified=("literature", "derivation", "calibration", "pep"),
         verification_note="Theorem 10.15(c) read in a full-text copy of Chapter 10 (step 1/L); "
                           "the general step is the same telescoping with the descent lemma.",
         summary="GD, smooth non-convex: min ||grad||^2 <= Delta/(K eta (1 - L eta/2))",

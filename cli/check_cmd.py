@@ -1,0 +1,189 @@
+"""``approx-audit check``: a catalogue bound or a user's claim against exact PEP worst cases."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import click
+
+from ..bounds import catalogue, pep
+from ..bounds import symbols as S
+from ..bounds.certify import SPECS, check_bound, check_claim
+from ..bounds.errors import InvalidValueError
+from ..bounds.parser import parse_expression
+from .values import parse_assignments
+
+EXIT_INVALID = 1
+
+
+def _positive_int(ctx, param, value):
+    if value is None:
+        return value
+    if value < 1:
+        raise click.BadParameter(f"must be >= 1, got {value}")
+    if value > 500:
+        raise click.BadParameter(f"at most 500 (one SDP per horizon), got {value}")
+    return value
+
+
+@click.command("check")
+@click.argument("bound_id", required=False)
+@click.argument("values", nargs=-1)
+@click.option("--horizon", "-N", type=int, required=True, callback=_positive_int,
+              help="Check horizons K = 1..N.")
+@click.option("--solver", type=click.Choice(["clarabel", "scs"]), default="clarabel",
+              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.option("--claim", help='A claimed upper bound, e.g. "L*R**2/(4*K+2)" (safe parser).')
+@click.option("--method", type=click.Choice(sorted(pep.METHODS)), help="Method of the claim.")
+@click.option("--step", help="Step size of gd / heavy-ball, e.g. 1/L.")
+@click.option("--momentum", help="Momentum beta of heavy-ball.")
+@click.option("--class", "fclass", type=click.Choice(sorted(pep.CLASSES)), default="smooth-convex",
+              show_default=True)
+@click.option("--metric", type=click.Choice(sorted(pep.METRICS)), default="f-gap", show_default=True)
+@click.option("--initial", multiple=True, type=click.Choice(sorted(pep.INITIAL_CONDITIONS)),
+              help="Initial condition(s): distance (uses R), gap or gap-last (use Delta).")
+def check(bound_id, values, horizon, solver, fmt, claim, method, step, momentum, fclass, metric,
+          initial):
+    """Check BOUND_ID (or --claim) against exact worst cases for K = 1..--horizon.
+
+    \b
+    approx-audit check gd.smooth_convex.drori_teboulle_2014 --horizon 10
+    approx-audit check --claim "L*R**2/(4*K+2)" --method gd --step 1/L \\
+        --class smooth-convex --metric f-gap --initial distance --horizon 5 L=1 R=1
+
+    A row is invalid when the bound is below the worst case by more than 1e-6 relative;
+    exit code 1 when any row is invalid.
+    """
+    horizons = range(1, horizon + 1)
+    if claim is None:
+        if bound_id is None:
+            raise InvalidValueError("give a bound id (approx-audit check ID --horizon N) or --claim "
+                                    "EXPR with --method, --class, --metric and --initial")
+        if "=" in bound_id:
+            raise InvalidValueError(f"expected a bound id first, got {bound_id!r}")
+        for name, val in (("--method", method), ("--step", step), ("--momentum", momentum),
+                          ("--initial", initial or None)):
+            if val:
+                raise InvalidValueError(f"{name} is only used with --claim; a catalogue bound "
+                                        "brings its own method")
+        bound = catalogue.get(bound_id)
+        points = None
+        if values:
+            vals = parse_assignments(values)
+            if "K" in vals:
+                raise InvalidValueError("K comes from --horizon, not from K=...")
+            points = [dict(vals)]
+        if bound.id not in SPECS:
+            raise InvalidValueError(
+                f"{bound.id} cannot be checked by PEP (stochastic, asymptotic or not a fixed-step "
+                f"method); checkable: {', '.join(sorted(SPECS))}")
+        result = check_bound(bound, horizons, solver=solver, points=points)
+        _emit(result.to_dict(), result.rows, result.valid, fmt, title=bound.id, note=result.note)
+        if not result.valid:
+            raise SystemExit(EXIT_INVALID)
+        return
+
+    # a user's claim
+    if bound_id is not None and "=" not in bound_id:
+        raise InvalidValueError("give either a bound id or --claim, not both")
+    if bound_id is not None:
+        values = (bound_id,) + tuple(values)
+    if method is None:
+        raise InvalidValueError("--claim needs --method (gd, heavy-ball, fgm, fgm-strongly-convex, ogm)")
+    if not initial:
+        raise InvalidValueError("--claim needs --initial distance, gap or gap-last")
+    vals = parse_assignments(values)
+    if "K" in vals:
+        raise InvalidValueError("K comes from --horizon, not from K=...")
+    expr = parse_expression(claim)
+    L = _need(vals, "L", "the function class")
+    mu = float(vals.get("mu", 0.0)) if fclass == "smooth-strongly-convex" else 0.0
+    if fclass != "smooth-strongly-convex" and "mu" in vals and method != "fgm-strongly-convex":
+        raise InvalidValueError(f"mu is only used by --class smooth-strongly-convex, not {fclass}")
+    if fclass == "smooth-strongly-convex" and "mu" not in vals:
+        raise InvalidValueError("--class smooth-strongly-convex needs mu=VALUE (0 < mu < L)")
+    fc = pep.FunctionClass(fclass, L=L, mu=mu)
+    init = {}
+    for name in initial:
+        init[name] = _need(vals, "R" if name == "distance" else "Delta", f"--initial {name}")
+    factory = _method_factory(method, step, momentum, vals, L, fclass)
+    result = check_claim(expr, factory, fc, metric, init, horizons, vals, solver=solver)
+    d = result.to_dict()
+    d["id"] = "claim"
+    d["claim"] = claim
+    _emit(d, result.rows, result.valid, fmt, title=f"claim {claim}")
+    if not result.valid:
+        raise SystemExit(EXIT_INVALID)
+
+
+def _need(vals: dict, name: str, what: str) -> float:
+    if name not in vals:
+        raise InvalidValueError(f"{what} needs {name}=VALUE")
+    v = float(vals[name])
+    if not (v > 0 and math.isfinite(v)):
+        raise InvalidValueError(f"{name} must be a finite number > 0, got {v}")
+    return v
+
+
+def _eval(text: str, vals: dict, what: str) -> float:
+    expr = parse_expression(text)
+    missing = [n for n in S.names_in(expr) if n not in vals]
+    if missing:
+        raise InvalidValueError(f"{what} {text!r} needs {', '.join(missing)}=VALUE")
+    num = complex(expr.subs({S.SYMBOLS[n].symbol: vals[n] for n in S.names_in(expr)}).evalf())
+    if num.imag != 0 or not math.isfinite(num.real):
+        raise InvalidValueError(f"{what} {text!r} is not a finite real number")
+    return num.real
+
+
+def _method_factory(method, step, momentum, vals, L, fclass):
+    if method in ("gd", "heavy-ball"):
+        if step is None:
+            raise InvalidValueError(f"--method {method} needs --step (e.g. --step 1/L)")
+        eta = _eval(step, vals, "--step")
+        if not 0 < eta * L < 2:
+            raise InvalidValueError(f"step {step} = {eta:g} is out of range: it must lie in "
+                                    f"(0, 2/L) = (0, {2 / L:g})")
+        if method == "gd":
+            if momentum is not None:
+                raise InvalidValueError("--momentum is only used by --method heavy-ball")
+            return lambda K: pep.gd(K, eta * L)
+        if momentum is None:
+            raise InvalidValueError("--method heavy-ball needs --momentum (0 <= beta < 1)")
+        beta = _eval(momentum, vals, "--momentum")
+        if not 0 <= beta < 1:
+            raise InvalidValueError(f"momentum {momentum} = {beta:g} must lie in [0, 1)")
+        return lambda K: pep.heavy_ball(K, eta * L, beta)
+    if step is not None or momentum is not None:
+        raise InvalidValueError(f"--method {method} has fixed steps; drop --step/--momentum")
+    if method == "fgm":
+        return pep.fgm
+    if method == "ogm":
+        return pep.ogm
+    mu = vals.get("mu")
+    if mu is None:
+        raise InvalidValueError("--method fgm-strongly-convex needs mu=VALUE (0 < mu < L)")
+    ratio = float(mu) / L
+    if not 0 < ratio < 1:
+        raise InvalidValueError(f"fgm-strongly-convex needs 0 < mu < L, got mu = {mu}, L = {L}")
+    return lambda K: pep.fgm_strongly_convex(K, ratio)
+
+
+def _emit(d: dict, rows, valid: bool, fmt: str, title: str, note: str = "") -> None:
+    if fmt == "json":
+        click.echo(json.dumps(d, indent=2, default=float))
+        return
+    click.echo(f"{title}: worst case (PEP, exact to the solver's tolerance) vs bound")
+    click.echo(f"{'K':>4}  {'params':<32} {'worst case':>14} {'bound':>14} {'ratio':>9}  "
+               f"{'status':<10} solver")
+    for r in rows:
+        params = ",".join(f"{k}={v:g}" for k, v in r.params.items())
+        click.echo(f"{r.K:>4}  {params:<32} {r.worst_case:>14.8g} {r.bound:>14.8g} "
+                   f"{r.ratio:>9.6f}  {r.status:<10} {r.solver}")
+    if note:
+        click.echo(f"note: {note}")
+    click.echo("valid: the bound is >= the worst case at every horizon" if valid else
+               "INVALID: the bound is below the worst case (beyond 1e-6 relative) somewhere")
