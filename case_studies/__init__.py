@@ -1,1 +1,1 @@
-"""Case studies that use the library as a user would (none yet)."""
+"""Case studies that use the library as a user would: ``two_layer_hardness``."""

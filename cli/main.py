@@ -49,8 +49,12 @@ def cli() -> None:
 
 def _register_commands() -> None:
     from .bounds_cmd import bounds
+    from .case_study_cmd import case_study
+    from .check_cmd import check
 
     cli.add_command(bounds)
+    cli.add_command(case_study)
+    cli.add_command(check)
 
 
 _register_commands()
