@@ -1,0 +1,655 @@
+"""Probes: one small class per quantity the auditor measures along a training trajectory.
+
+After each optimizer step ``t`` the run loop builds a :class:`ProbeContext` (the batch of the
+step, the parameters before and after it, the loss and gradient training already computed at
+``params_before``) and calls every probe that is *due* (``step % every == 0``)::
+
+    record = {}
+    for p in probes:
+        if p.due(ctx.step):
+            record.update(p.measure(ctx))      # stable keys, float or None
+            overhead = overhead + p.last_cost  # exact passes beyond training
+
+Each probe declares
+
+``name``         its registry name (``make_probes("loss,sharpness@25")``);
+``estimates``    what it estimates, in words;
+``direction``    which way its headline value can be wrong as an estimate of a *global*
+                 constant: ``lower`` (a max over visited points of a local quantity, e.g. local
+                 smoothness or sharpness vs L), ``upper`` (a min over visited points, e.g. the
+                 PL ratio vs μ), ``exact`` (the quantity itself, e.g. the loss on the batch),
+                 ``unbiased`` (a sample estimate, e.g. gradient noise σ²), ``n/a`` (no global
+                 constant); ``key_directions`` refines it per returned key;
+``every``        the schedule;
+``cost``         the extra passes beyond training for one run (:class:`~.measure.Cost`);
+                 :meth:`Probe.cost_for` gives it for a given context (gradient noise counts
+                 the batch's examples), ``cost_is_bound`` marks an upper bound (Lanczos stops
+                 early), and ``last_cost`` is what the last run actually made.
+
+When a value cannot be measured the key is present with ``None`` and ``last_notes[key]`` says
+why, in one line. ``ctx.memory`` is kept by the run loop across steps; each probe keeps its
+state under ``ctx.memory[probe.name]`` (the start point, Lanczos warm-start vectors, counters).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..bounds.errors import ApproxAuditError, InvalidValueError
+from . import measure as M
+from .measure import Cost
+
+__all__ = [
+    "AdamSharpnessProbe", "DistanceFromStartProbe", "FullBatchProbe", "GradNormProbe",
+    "GradientNoiseProbe", "LocalSmoothnessProbe", "LossProbe", "PLRatioProbe", "PRESETS",
+    "PROBES", "PlRatioProbe", "Probe", "ProbeContext", "SharpnessProbe", "UnknownProbeError",
+    "UpdateNormProbe", "make_probes", "run_probes", "snapshot",
+]
+
+Values = dict[str, "float | None"]
+DIRECTIONS = ("lower", "upper", "exact", "unbiased", "n/a")
+
+
+class UnknownProbeError(ApproxAuditError, LookupError):
+    """A probe or preset name that is not registered, or a malformed probe spec."""
+
+
+def snapshot(params: Mapping[str, Tensor] | nn.Module) -> dict[str, Tensor]:
+    """Detached clones of a module's trainable parameters (or of a name→tensor dict)."""
+    if isinstance(params, nn.Module):
+        params = M.params_of(params)
+    return {k: v.detach().clone() for k, v in params.items()}
+
+
+@dataclass
+class ProbeContext:
+    """What the run loop hands to the probes after optimizer step ``step``.
+
+    ``f(params, X, y)`` is the objective as a pure function (``Workload.functional_loss()``);
+    ``X``/``y`` the minibatch of this step; ``params_before``/``params_after`` detached clones
+    of the parameters around the step (same names, same order); ``loss_before`` and
+    ``grad_before`` the loss and gradient of ``f`` on the batch at ``params_before``, as
+    training computed them (free); ``full_X``/``full_y`` the full training set; ``memory`` a
+    dict the run loop keeps across steps (probes use ``memory[probe.name]``).
+    """
+
+    step: int
+    model: nn.Module
+    f: Callable[..., Tensor]
+    X: Any
+    y: Any
+    params_before: dict[str, Tensor]
+    params_after: dict[str, Tensor]
+    loss_before: float | None = None
+    grad_before: dict[str, Tensor] | None = None
+    lr: float | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    workload: Any = None
+    full_X: Any = None
+    full_y: Any = None
+    memory: dict[str, Any] = field(default_factory=dict)
+
+    def state(self, name: str) -> dict[str, Any]:
+        """This probe's own slot in :attr:`memory`."""
+        return self.memory.setdefault(name, {})
+
+
+class Probe:
+    """Base class; subclasses set the class attributes and implement :meth:`_measure`."""
+
+    name: ClassVar[str] = ""
+    estimates: ClassVar[str] = ""
+    direction: ClassVar[str] = "n/a"
+    key_directions: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    keys: ClassVar[tuple[str, ...]] = ()
+    free: ClassVar[bool] = False
+    cost_is_bound: ClassVar[bool] = False
+    default_every: ClassVar[int] = 1
+
+    def __init__(self, every: int | None = None):
+        every = self.default_every if every is None else every
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise InvalidValueError(f"probe {self.name!r}: every={every!r}; give a positive "
+                                    "integer number of steps")
+        self.every = every
+        self.last_cost = Cost()
+        self.last_notes: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(every={self.every})"
+
+    @property
+    def cost(self) -> Cost:
+        """Extra passes of one run, beyond training (per_sample counted by :meth:`cost_for`)."""
+        return Cost()
+
+    def cost_for(self, ctx: ProbeContext) -> Cost:
+        """Declared cost of one run on ``ctx`` (an upper bound where ``cost_is_bound``)."""
+        return self.cost
+
+    def due(self, step: int) -> bool:
+        return step % self.every == 0
+
+    def measure(self, ctx: ProbeContext) -> Values:
+        """Measure at ``ctx``; every key of :attr:`keys` is present (None with a note)."""
+        self.last_notes = {}
+        self.last_cost = Cost()
+        out = self._measure(ctx)
+        values: Values = {}
+        for k in self.keys:
+            v = out.get(k)
+            if v is not None:
+                v = float(v)
+                if not math.isfinite(v):
+                    self.last_notes.setdefault(k, f"non-finite value {v!r}")
+            values[k] = v
+        return values
+
+    def _measure(self, ctx: ProbeContext) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _none(self, reason: str, keys: tuple[str, ...] | None = None) -> dict[str, Any]:
+        for k in self.keys if keys is None else keys:
+            self.last_notes[k] = reason
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description for a report's assumptions table."""
+        return {"name": self.name, "estimates": self.estimates, "direction": self.direction,
+                "key_directions": dict(self.key_directions), "every": self.every,
+                "keys": list(self.keys), "cost": self.cost.as_dict(),
+                "cost_is_bound": self.cost_is_bound, "free": self.free}
+
+
+def _norm(d: Mapping[str, Tensor]) -> float:
+    return float(M.norm(d))
+
+
+def _diff(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {k: a[k] - b[k] for k in a}
+
+
+# ---------------------------------------------------------------------------------------------
+# Free probes: from what training already computed
+# ---------------------------------------------------------------------------------------------
+
+class LossProbe(Probe):
+    name = "loss"
+    estimates = "the minibatch loss f(x_t; batch_t) at the step's start point (from training)"
+    direction = "exact"
+    keys = ("loss",)
+    free = True
+
+    def _measure(self, ctx):
+        if ctx.loss_before is None:
+            return self._none("training passed no loss_before")
+        return {"loss": ctx.loss_before}
+
+
+class GradNormProbe(Probe):
+    name = "grad_norm"
+    estimates = ("‖∇f(x_t; batch_t)‖, the minibatch gradient norm (from training); a max over "
+                 "steps is a lower estimate of a gradient bound G")
+    direction = "lower"
+    keys = ("grad_norm",)
+    free = True
+
+    def _measure(self, ctx):
+        if ctx.grad_before is None:
+            return self._none("training passed no grad_before")
+        return {"grad_norm": _norm(ctx.grad_before)}
+
+
+class UpdateNormProbe(Probe):
+    name = "update_norm"
+    estimates = "‖x_{t+1} − x_t‖, the length of the optimizer's step"
+    direction = "exact"
+    keys = ("update_norm", "effective_lr")
+    key_directions = MappingProxyType({"update_norm": "exact", "effective_lr": "exact"})
+    free = True
+
+    def _measure(self, ctx):
+        u = _norm(_diff(ctx.params_after, ctx.params_before))
+        out = {"update_norm": u}
+        g = None if ctx.grad_before is None else _norm(ctx.grad_before)
+        if g:
+            out["effective_lr"] = u / g     # ‖Δx‖/‖g‖: lr for plain SGD
+        else:
+            self.last_notes["effective_lr"] = "no gradient, or a zero gradient, at this step"
+        return out
+
+
+class DistanceFromStartProbe(Probe):
+    name = "distance_from_start"
+    estimates = ("‖x_{t+1} − x_0‖, with x_0 the parameters before the first step this probe "
+                 "saw; a max is a lower estimate of the radius the trajectory needs")
+    direction = "lower"
+    keys = ("distance_from_start",)
+    free = True
+
+    def _measure(self, ctx):
+        mem = ctx.state(self.name)
+        if "start" not in mem:
+            mem["start"] = snapshot(ctx.params_before)
+            mem["start_step"] = ctx.step
+        return {"distance_from_start": _norm(_diff(ctx.params_after, mem["start"]))}
+
+
+# ---------------------------------------------------------------------------------------------
+# Local smoothness and convexity along consecutive iterates (one extra gradient)
+# ---------------------------------------------------------------------------------------------
+
+class LocalSmoothnessProbe(Probe):
+    """One extra gradient at ``params_after`` on the step's batch gives, on the SAME batch:
+
+    * ``local_smoothness`` = ‖∇f(x_{t+1}) − ∇f(x_t)‖ / ‖Δx‖ (a max over steps is a lower
+      estimate of L);
+    * ``convexity_gap`` = f(x_{t+1}) − f(x_t) − ⟨∇f(x_t), Δx⟩ (base x_t; ≥ 0 if convex), and
+      ``convexity_gap_reverse`` = f(x_t) − f(x_{t+1}) + ⟨∇f(x_{t+1}), Δx⟩ (base x_{t+1}, Tran,
+      Zhang & Cutkosky's form, with the sign "≥ 0 is convex"); their sum is ⟨Δg, Δx⟩;
+    * ``convexity_numerator`` ⟨∇f(x_{t+1}), Δx⟩, ``convexity_denominator`` f(x_{t+1}) − f(x_t)
+      and ``convexity_ratio`` their quotient (Tran et al.'s per-step ratio: sum numerators and
+      denominators over a window to get theirs), from :func:`~.measure.convexity_terms`;
+    * ``convexity_gap_normalized`` = gap / ((L̂/2)‖Δx‖²) with L̂ this step's local smoothness
+      (in [−1, 1]; ≥ 0 if convex), and ``loss_after`` f(x_{t+1}; batch_t).
+
+    Any negative gap proves the batch loss is not convex along the path (a certain refutation);
+    non-negative gaps at visited pairs are consistent with, not proof of, convexity.
+    """
+
+    name = "local_smoothness"
+    estimates = ("L by ‖∇f(x_{t+1}) − ∇f(x_t)‖/‖x_{t+1} − x_t‖ on the same batch; convexity gaps "
+                 "between consecutive iterates")
+    direction = "lower"
+    key_directions = MappingProxyType({
+        "local_smoothness": "lower", "loss_after": "exact", "convexity_gap": "n/a",
+        "convexity_gap_reverse": "n/a", "convexity_numerator": "exact",
+        "convexity_denominator": "exact", "convexity_ratio": "n/a",
+        "convexity_gap_normalized": "n/a"})
+    keys = ("local_smoothness", "loss_after", "convexity_gap", "convexity_gap_reverse",
+            "convexity_numerator", "convexity_denominator", "convexity_ratio",
+            "convexity_gap_normalized")
+
+    @property
+    def cost(self):
+        return Cost(forward=1, backward=1)
+
+    def _measure(self, ctx):
+        if ctx.grad_before is None or ctx.loss_before is None:
+            return self._none("training passed no loss_before/grad_before for this step")
+        r = M.loss_and_grad(ctx.f, ctx.params_after, ctx.X, ctx.y)
+        self.last_cost = r.cost
+        xb, xa = ctx.params_before, ctx.params_after
+        names = list(xb)
+        gb = {k: ctx.grad_before[k] for k in names}
+        ga = {k: r.grad[k] for k in names}
+        xa = {k: xa[k] for k in names}
+        out: dict[str, Any] = {"loss_after": r.loss}
+        L_hat = M.local_smoothness(gb, ga, xb, xa)
+        if L_hat is None:
+            return {**out, **self._none("the step did not move the parameters (Δx = 0)",
+                                        tuple(k for k in self.keys if k != "loss_after"))}
+        out["local_smoothness"] = L_hat
+        fwd = M.convexity_terms(ctx.loss_before, r.loss, gb, xb, xa)   # base x_t
+        rev = M.convexity_terms(r.loss, ctx.loss_before, ga, xa, xb)   # base x_{t+1} (Tran)
+        out["convexity_gap"] = fwd.gap
+        out["convexity_gap_reverse"] = rev.gap
+        out["convexity_numerator"] = rev.numerator
+        out["convexity_denominator"] = rev.denominator
+        if rev.ratio is None:
+            self.last_notes["convexity_ratio"] = "f(x_{t+1}) = f(x_t): the ratio is undefined"
+        out["convexity_ratio"] = rev.ratio
+        norm_gap = M.normalized_convexity_gap(fwd.gap, L_hat, xb, xa)
+        if norm_gap is None:
+            self.last_notes["convexity_gap_normalized"] = "local smoothness is 0 at this step"
+        out["convexity_gap_normalized"] = norm_gap
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Full-batch checkpoints: loss, gradient, suboptimality, PL ratio
+# ---------------------------------------------------------------------------------------------
+
+def _full_data(ctx: ProbeContext) -> tuple[Any, Any] | None:
+    if ctx.full_X is not None and ctx.full_y is not None:
+        return ctx.full_X, ctx.full_y
+    w = ctx.workload
+    if w is not None and getattr(w, "X", None) is not None:
+        return w.X, w.y
+    return None
+
+
+class FullBatchProbe(Probe):
+    name = "full_batch"
+    estimates = ("the full objective F(x_{t+1}) and ‖∇F(x_{t+1})‖ at checkpoints, and F − f* "
+                 "where f* is known exactly")
+    direction = "exact"
+    keys = ("full_loss", "full_grad_norm", "suboptimality")
+    default_every = 50
+
+    @property
+    def cost(self):
+        return Cost(forward=1, backward=1)
+
+    def _measure(self, ctx):
+        data = _full_data(ctx)
+        if data is None:
+            return self._none("no full training set in the context (full_X/full_y)")
+        r = M.loss_and_grad(ctx.f, ctx.params_after, *data)
+        self.last_cost = r.cost
+        out = {"full_loss": r.loss, "full_grad_norm": math.sqrt(r.grad_norm_sq)}
+        f_star = getattr(ctx.workload, "f_star", None)
+        if f_star is None:
+            self.last_notes["suboptimality"] = "f* is not known for this workload"
+        else:
+            out["suboptimality"] = r.loss - float(f_star)
+        return out
+
+
+class PLRatioProbe(Probe):
+    """‖∇F(x)‖² / (2(F(x) − f*)) on the full data at x_{t+1}.
+
+    With the exact f* the minimum over visited points is an *upper* estimate of the PL constant
+    μ of the path (and of a global μ). With only a lower bound f_lower ≤ f* the denominator is
+    too large, each ratio too small, and the minimum has no definite direction:
+    ``pl_uses_f_star`` is 0 and the key direction is then n/a (read :meth:`direction_for`).
+    """
+
+    name = "pl_ratio"
+    estimates = "mu (Polyak–Łojasiewicz) by ‖∇F‖²/(2(F − f*)) on the full data at checkpoints"
+    direction = "upper"
+    key_directions = MappingProxyType({"pl_ratio": "upper", "pl_gap": "exact",
+                                       "pl_uses_f_star": "n/a"})
+    keys = ("pl_ratio", "pl_gap", "pl_uses_f_star")
+    default_every = 50
+
+    @property
+    def cost(self):
+        return Cost(forward=1, backward=1)
+
+    @staticmethod
+    def direction_for(uses_f_star: bool) -> str:
+        return "upper" if uses_f_star else "n/a"
+
+    def _measure(self, ctx):
+        w = ctx.workload
+        f_star = getattr(w, "f_star", None)
+        f_ref = f_star if f_star is not None else getattr(w, "f_lower", None)
+        if f_ref is None:
+            return self._none("the workload knows neither f* nor a lower bound f_lower")
+        data = _full_data(ctx)
+        if data is None:
+            return self._none("no full training set in the context (full_X/full_y)")
+        r = M.loss_and_grad(ctx.f, ctx.params_after, *data)
+        self.last_cost = r.cost
+        out: dict[str, Any] = {"pl_gap": r.loss - float(f_ref),
+                               "pl_uses_f_star": 1.0 if f_star is not None else 0.0}
+        ratio = M.pl_ratio(r.grad_norm_sq, r.loss, float(f_ref))
+        if ratio is None:
+            self.last_notes["pl_ratio"] = (f"F(x) − {'f*' if f_star is not None else 'f_lower'}"
+                                           " ≤ 0 (at the optimum to rounding)")
+        out["pl_ratio"] = ratio
+        return out
+
+
+PlRatioProbe = PLRatioProbe
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient noise (per-sample gradients)
+# ---------------------------------------------------------------------------------------------
+
+class GradientNoiseProbe(Probe):
+    """σ² = (1/(B−1))Σ‖g_i − ḡ‖² from per-sample gradients at x_t on the step's batch.
+
+    ``gradient_noise`` is σ² (unbiased for the trace of the per-example gradient covariance),
+    ``gradient_noise_batch`` σ²/B the variance of the batch-mean gradient (sampling with
+    replacement), ``gradient_snr`` ‖ḡ‖²/(σ²/B). Raises
+    :class:`~.measure.UnsupportedLayerError` naming the layer for BatchNorm in train mode or
+    Dropout in train mode.
+    """
+
+    name = "gradient_noise"
+    estimates = "sigma² (bounded variance) from per-sample gradients on the step's batch"
+    direction = "unbiased"
+    key_directions = MappingProxyType({"gradient_noise": "unbiased",
+                                       "gradient_noise_batch": "unbiased",
+                                       "gradient_snr": "n/a"})
+    keys = ("gradient_noise", "gradient_noise_batch", "gradient_snr")
+    default_every = 10
+
+    def __init__(self, every: int | None = None, chunk_size: int | None = None):
+        super().__init__(every)
+        self.chunk_size = chunk_size
+
+    @property
+    def cost(self):
+        return Cost(forward=1, backward=1, vmapped=1)   # per_sample: the batch size
+
+    def cost_for(self, ctx):
+        B = M._leading_dim(ctx.X)
+        calls = 1 if self.chunk_size is None else math.ceil(B / self.chunk_size)
+        return Cost(forward=calls, backward=calls, per_sample=B, vmapped=calls)
+
+    def _measure(self, ctx):
+        M.check_per_sample_supported(ctx.model)
+        r = M.gradient_noise(ctx.f, ctx.params_before, ctx.X, ctx.y, chunk_size=self.chunk_size)
+        self.last_cost = r.cost
+        out = {"gradient_noise": r.sigma_sq, "gradient_noise_batch": r.batch_mean_variance}
+        if r.sigma_sq > 0:
+            out["gradient_snr"] = r.grad_norm_sq / r.batch_mean_variance
+        else:
+            self.last_notes["gradient_snr"] = "no spread between per-sample gradients (σ² = 0)"
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Sharpness (Lanczos on HVPs) and Adam's preconditioned sharpness
+# ---------------------------------------------------------------------------------------------
+
+class _CurvatureProbe(Probe):
+    cost_is_bound = True
+    default_every = 50
+
+    def __init__(self, every: int | None = None, *, iters: int = 20, tol: float = 1e-3,
+                 cold_every: int = 10, on: str = "batch", seed: int = 0):
+        super().__init__(every)
+        if not isinstance(iters, int) or iters < 1:
+            raise InvalidValueError(f"probe {self.name!r}: iters={iters!r}; give a positive "
+                                    "integer")
+        if not isinstance(cold_every, int) or cold_every < 1:
+            raise InvalidValueError(f"probe {self.name!r}: cold_every={cold_every!r}; give a "
+                                    "positive integer")
+        if on not in ("batch", "full"):
+            raise InvalidValueError(f"probe {self.name!r}: on={on!r}; use 'batch' or 'full'")
+        self.iters, self.tol, self.cold_every, self.on, self.seed = iters, tol, cold_every, on, seed
+
+    @property
+    def cost(self):
+        return Cost(forward=1, backward=1 + self.iters, hvp=self.iters)
+
+    def _data(self, ctx):
+        if self.on == "full":
+            data = _full_data(ctx)
+            if data is None:
+                raise InvalidValueError(f"probe {self.name!r} with on='full' needs full_X/full_y "
+                                        "in the context")
+            return data
+        return ctx.X, ctx.y
+
+    def _init(self, ctx) -> tuple[dict[str, Any], Any]:
+        """(memory slot, warm-start vector or None): a cold start every ``cold_every`` runs."""
+        mem = ctx.state(self.name)
+        runs = mem.get("runs", 0)
+        mem["runs"] = runs + 1
+        init = None if runs % self.cold_every == 0 else mem.get("vector")
+        mem["cold"] = init is None
+        return mem, init
+
+
+class SharpnessProbe(_CurvatureProbe):
+    """λ_max of the Hessian at x_{t+1} (on the step's batch, or ``on="full"``) by Lanczos,
+    warm-started from the previous run's eigenvector and cold-started every ``cold_every``-th
+    run. A Rayleigh quotient: a lower estimate of λ_max there, hence of a global L.
+    ``sharpness_2_over_lr`` is the edge-of-stability threshold 2/η of gradient descent,
+    ``sharpness_lr_ratio`` = λ·η/2 (about 1 at the edge of stability)."""
+
+    name = "sharpness"
+    estimates = "L by the top Hessian eigenvalue (Lanczos on HVPs) at checkpoints"
+    direction = "lower"
+    key_directions = MappingProxyType({
+        "sharpness": "lower", "sharpness_residual": "n/a", "sharpness_n_hvp": "exact",
+        "sharpness_converged": "n/a", "sharpness_cold_start": "n/a",
+        "sharpness_2_over_lr": "exact", "sharpness_lr_ratio": "lower"})
+    keys = ("sharpness", "sharpness_residual", "sharpness_n_hvp", "sharpness_converged",
+            "sharpness_cold_start", "sharpness_2_over_lr", "sharpness_lr_ratio")
+
+    def _measure(self, ctx):
+        M.check_curvature_supported(ctx.model)
+        X, y = self._data(ctx)
+        mem, init = self._init(ctx)
+        r = M.top_hessian_eigenvalue(ctx.f, ctx.params_after, X, y, iters=self.iters,
+                                     tol=self.tol, init=init, seed=self.seed + ctx.step)
+        self.last_cost = r.cost
+        mem["vector"] = r.vector
+        out = {"sharpness": r.value, "sharpness_residual": r.residual,
+               "sharpness_n_hvp": r.n_hvp, "sharpness_converged": float(r.converged),
+               "sharpness_cold_start": float(init is None)}
+        if ctx.lr:
+            out["sharpness_2_over_lr"] = 2.0 / ctx.lr
+            out["sharpness_lr_ratio"] = r.value * ctx.lr / 2.0
+        else:
+            self._none("no learning rate in the context",
+                       ("sharpness_2_over_lr", "sharpness_lr_ratio"))
+        return out
+
+
+def _adam_like(opt: Any) -> bool:
+    return isinstance(opt, (torch.optim.Adam, torch.optim.AdamW))
+
+
+class AdamSharpnessProbe(_CurvatureProbe):
+    """λ_max(P⁻¹H) for Adam's preconditioner after step t, at x_{t+1}, against Cohen et al.'s
+    threshold (2+2β₁)/((1−β₁)η) (38/η at β₁ = 0.9). None with a note unless the optimizer is
+    ``torch.optim.Adam`` or ``AdamW`` (AdamW's decoupled weight decay is outside the analysis
+    of the threshold; the note says so)."""
+
+    name = "adam_sharpness"
+    estimates = "Adam's preconditioned sharpness λ_max(P⁻¹H) vs its stability threshold"
+    direction = "lower"
+    key_directions = MappingProxyType({
+        "adam_sharpness": "lower", "adam_threshold": "exact", "adam_sharpness_ratio": "lower",
+        "adam_sharpness_residual": "n/a", "adam_sharpness_n_hvp": "exact",
+        "adam_sharpness_converged": "n/a"})
+    keys = ("adam_sharpness", "adam_threshold", "adam_sharpness_ratio",
+            "adam_sharpness_residual", "adam_sharpness_n_hvp", "adam_sharpness_converged")
+
+    def cost_for(self, ctx):
+        return self.cost if _adam_like(ctx.optimizer) else Cost()
+
+    def _measure(self, ctx):
+        opt = ctx.optimizer
+        if not _adam_like(opt):
+            kind = "no optimizer" if opt is None else type(opt).__name__
+            return self._none(f"the optimizer is {kind}, not Adam/AdamW")
+        if len(opt.param_groups) != 1:
+            return self._none("the optimizer has several parameter groups; the preconditioned "
+                              "sharpness needs one learning rate and one (β₁, β₂, ε)")
+        M.check_curvature_supported(ctx.model)
+        group = opt.param_groups[0]
+        lr = float(group["lr"]) if ctx.lr is None else float(ctx.lr)
+        beta1, beta2 = (float(b) for b in group["betas"])
+        state = M.adam_state_by_name(opt, ctx.model)
+        X, y = self._data(ctx)
+        mem, init = self._init(ctx)
+        r = M.preconditioned_sharpness(ctx.f, ctx.params_after, X, y, state, lr=lr, beta1=beta1,
+                                       beta2=beta2, eps=float(group["eps"]), iters=self.iters,
+                                       tol=self.tol, init=init, seed=self.seed + ctx.step)
+        self.last_cost = r.cost
+        mem["vector"] = r.vector
+        if isinstance(opt, torch.optim.AdamW) and group.get("weight_decay", 0):
+            self.last_notes["adam_threshold"] = ("AdamW's decoupled weight decay is not in the "
+                                                 "threshold's derivation")
+        return {"adam_sharpness": r.value, "adam_threshold": r.threshold,
+                "adam_sharpness_ratio": r.ratio, "adam_sharpness_residual": r.residual,
+                "adam_sharpness_n_hvp": r.n_hvp, "adam_sharpness_converged": float(r.converged)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry, presets
+# ---------------------------------------------------------------------------------------------
+
+PROBES: Mapping[str, type[Probe]] = MappingProxyType({c.name: c for c in (
+    LossProbe, GradNormProbe, UpdateNormProbe, DistanceFromStartProbe, LocalSmoothnessProbe,
+    PLRatioProbe, GradientNoiseProbe, SharpnessProbe, AdamSharpnessProbe, FullBatchProbe)})
+
+_FREE = ("loss", "grad_norm", "update_norm", "distance_from_start")
+
+# Each entry is "name@every" (the schedule); make_probes builds fresh instances.
+PRESETS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "cheap": _FREE + ("full_batch@50",),
+    "standard": _FREE + ("full_batch@50", "pl_ratio@50", "local_smoothness@1",
+                         "gradient_noise@10", "sharpness@50"),
+    "full": _FREE + ("full_batch@10", "pl_ratio@10", "local_smoothness@1", "gradient_noise@5",
+                     "sharpness@10", "adam_sharpness@10"),
+})
+
+
+def _valid() -> str:
+    return (f"presets: {', '.join(PRESETS)}; probes: {', '.join(PROBES)} "
+            "(comma-separated, optionally name@every)")
+
+
+def make_probes(preset_or_names: str) -> list[Probe]:
+    """Probes from a preset name (``cheap``, ``standard``, ``full``) or a comma-separated list
+    of probe names, each optionally with a schedule (``"loss,sharpness@25"``). Unknown names
+    raise :class:`UnknownProbeError` listing the valid ones; a name given twice is refused."""
+    if not isinstance(preset_or_names, str) or not preset_or_names.strip():
+        raise UnknownProbeError(f"no probes given ({preset_or_names!r}); {_valid()}")
+    text = preset_or_names.strip()
+    specs = PRESETS[text] if text in PRESETS else tuple(s.strip() for s in text.split(","))
+    probes: list[Probe] = []
+    seen: set[str] = set()
+    for spec in specs:
+        name, sep, every_text = spec.partition("@")
+        name = name.strip()
+        if name not in PROBES:
+            what = "empty probe name" if not name else f"unknown probe {name!r}"
+            raise UnknownProbeError(f"{what} in {preset_or_names!r}; {_valid()}")
+        every = None
+        if sep:
+            try:
+                every = int(every_text.strip())
+            except ValueError:
+                every = -1
+            if every < 1:
+                raise UnknownProbeError(f"probe spec {spec!r}: the schedule after '@' must be a "
+                                        "positive integer, e.g. sharpness@50")
+        if name in seen:
+            raise UnknownProbeError(f"probe {name!r} given twice in {preset_or_names!r}; give it "
+                                    "once (with its schedule as name@every)")
+        seen.add(name)
+        probes.append(PROBES[name](every))
+    return probes
+
+
+def run_probes(probes: list[Probe], ctx: ProbeContext
+               ) -> tuple[dict[str, float | None], Cost, dict[str, str]]:
+    """Run the probes due at ``ctx.step``: (merged values, total extra cost, notes by key)."""
+    values: dict[str, float | None] = {}
+    notes: dict[str, str] = {}
+    total = Cost()
+    for p in probes:
+        if not p.due(ctx.step):
+            continue
+        values.update(p.measure(ctx))
+        notes.update(p.last_notes)
+        total = total + p.last_cost
+    return values, total, notes
