@@ -17,8 +17,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-import numpy as np
-
 from . import pep
 from .bound import Bound
 from .errors import InvalidValueError
@@ -205,17 +203,25 @@ def check_bound(bound: Bound, horizons: Iterable[int] = range(1, 11), *, solver:
         raise InvalidValueError(
             f"no PEP formulation for {bound.id!r}: PEP checks deterministic bounds of fixed-step "
             f"methods; checkable ids: {', '.join(sorted(SPECS))}")
+    needed = sorted(spec.points[0])
     rows = []
     for p in (spec.points if points is None else tuple(points)):
+        missing = [k for k in needed if k not in p]
+        if missing:
+            raise InvalidValueError(f"checking {bound.id} needs {', '.join(missing)}=VALUE "
+                                    f"(it uses {', '.join(needed)})")
+        used = {k: v for k, v in p.items() if k in bound.symbols}
+        failed = [c for c in bound.conditions(**used) if c.holds is False]
+        if failed:
+            raise InvalidValueError(
+                f"condition {failed[0].condition} of {bound.id} fails at "
+                f"{', '.join(f'{k}={v:g}' for k, v in used.items())}: the theorem claims nothing there")
         for K in horizons:
             method = spec.method(int(K), p)
             fc = pep.FunctionClass(spec.function_class, L=p["L"], mu=p.get("mu", 0.0))
             w = pep.worst_case(method, fc, spec.metric, spec.initial(p), solver=solver,
                                certificate=False)
-            values = {k: v for k, v in p.items()}
-            values["K"] = int(K)
-            b = float(bound.evaluate(**{k: v for k, v in values.items()
-                                        if k in {s.name for s in bound.rhs.free_symbols}}))
+            b = float(bound.evaluate(**used, K=int(K)))
             status, ratio = compare(w, b, bound.tight)
             rows.append(CheckRow(int(K), dict(p), w.value, b, ratio, status, solver,
                                  w.exact, w.status))

@@ -55,7 +55,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -557,8 +557,6 @@ def worst_case(
             raise PEPError("the smooth non-convex class has no minimizer x*: use the initial "
                            "condition gap-last (f(x_0) - f(x_N) <= Delta) or gap")
     N = method.horizon
-    if metric == "min-grad-before" and N < 1:
-        raise PEPError("min-grad-before needs N >= 1")
 
     Lval = cls.L
     # units: x scale s_x, f scale s_f = L s_x^2

@@ -248,6 +248,9 @@ def test_cli_check_claim_valid_and_invalid():
     (["--claim", "1", "--method", "gd", "--step", "1/L"], "--initial"),
     (["sgd.nonconvex.bottou_2018"], "cannot be checked by PEP"),
     (["no.such.bound"], "unknown bound"),
+    # outside the theorem's conditions it claims nothing: refused, not reported as invalid
+    (["gd.smooth_convex.beck_2017", "L=1", "R=1", "eta=1.5"], "fails at"),
+    (["gd.smooth_convex.beck_2017", "L=1", "R=1"], "needs eta"),
 ])
 def test_cli_check_errors_are_one_line_exit_2(args, message):
     r = run(["check", "--horizon", "2", *args, "L=1", "R=1"] if "--claim" in args else
