@@ -13,7 +13,7 @@ scaled by ``N · n_i / n`` so that (1/N) Σ_i f_i is the full objective f). The 
 torch optimizer's step on the local gradient g_i (with ``-O sgd``: x_i − η g_i; another
 optimizer keeps its state per rank). Then, with x_{i,t} the parameters before step t:
 
-``dpsgd``   D-PSGD (Lian et al. 2017, Algorithm 1):
+``dpsgd``   D-PSGD (Lian et al. 2017):
             x_{i,t+1} = Σ_j W_ij x_{j,t} − η ∇F_i(x_{i,t}; ξ_{i,t})
             — gossip of the PRE-step parameters, the gradient taken at the pre-gossip point x_{i,t}.
             W is ``--mixing ring`` (1/3 on the diagonal and on each ring neighbour, entries added
@@ -28,7 +28,7 @@ optimizer keeps its state per rank). Then, with x_{i,t} the parameters before st
             parameters are averaged (one ``all_reduce``) after every step t with (t + 1) % H = 0.
             Optimizer state (momentum, Adam moments) is never averaged. H = 1 with plain SGD is
             DDP's trajectory (to rounding).
-``easgd``   synchronous EASGD (Zhang, Choromanska & LeCun 2015, eqs. (5)–(6)) with moving rate
+``easgd``   synchronous EASGD (Zhang, Choromanska & LeCun 2015) with moving rate
             a = ``--easgd-alpha`` (a = η ρ; ρ = a / η₀ is recorded):
                 x_{i,t+1} = x_{i,t} − η g_i(x_{i,t}) − a (x_{i,t} − x̃_t)
                 x̃_{t+1}   = x̃_t + a Σ_i (x_{i,t} − x̃_t)
@@ -39,8 +39,12 @@ optimizer keeps its state per rank). Then, with x_{i,t} the parameters before st
 Probes (every step, one pseudo-probe ``decentralized`` in the start record), all from
 collectives on the parameters after the whole update:
 
-``consensus_distance``  sqrt((1/N) Σ_i ‖x_i − x̄‖²), x̄ the mean of the x_i (two all_reduces:
-                        x_i, then ‖x_i − x̄‖²); also in the init record (k = 0).
+``consensus_distance``  sqrt((1/N) Σ_i ‖x_i − x̄‖²), x̄ the mean of the x_i, in float64 (two
+                        all_reduces: x_i with u_i, then the squared deviations); also in the
+                        init record (k = 0).
+``update_spread``       sqrt((1/N) Σ_i ‖u_i − ū‖²), u_i the rank's local optimizer step of this
+                        step (taken before any communication), from the same all_reduce.
+``avg_param_norm``      ‖x̄‖ (the verdicts' rounding slack scales with it).
 ``avg_full_loss``, ``avg_suboptimality``, ``avg_dist_sq``
                         at checkpoints (wherever ``full_loss`` is measured, and in the init and
                         final records): f(x̄) on the full data, f(x̄) − f*, ‖x̄ − x*‖².
@@ -54,8 +58,12 @@ second largest modulus), ``spectral_gap`` = 1 − |λ₂|, σ₂ = ‖W − 11�
 contraction of the disagreement; σ₂ = |λ₂| for a symmetric W) and ``rate`` = |λ₂|, the asymptotic
 per-step contraction factor of the consensus distance of pure gossip.
 
-No catalogue bound applies to these methods (their constants are not confirmed):
-:func:`.verdicts.select_bounds` selects none and the verdict list is empty.
+Verdicts: each method is ruled on its consensus bound (bounds/families/decentralized.py:
+c_K ≤ ρ^K C_0 + S_u Σ_{j<K} ρ^j with ρ = ‖W − 11ᵀ/N‖₂ for D-PSGD, 1 − a for EASGD, and the
+drift (K mod H) S_u between local SGD's averagings), a pathwise bound whose constants are all
+measured here exactly: C_0 from the init record, S_u the largest ``update_spread``, ρ from W
+or a. The local optimizer's own bounds are not selected (the ranks do not run it alone), nor
+are the methods' published convergence rates, whose constants are not confirmed.
 
 ``--init-spread S`` (experiments and tests): each rank starts from x_0 + S·ξ_i instead of x_0;
 ``--init-along random`` draws ξ_i from the seed and the rank (‖ξ_i‖ ≈ 1); ``slowest`` (dpsgd)
@@ -94,8 +102,8 @@ METHODS = ("ddp", "dpsgd", "local-sgd", "easgd")
 DECENTRALIZED = ("dpsgd", "local-sgd", "easgd")
 ENV_ZERO_GRAD = "APPROX_AUDIT_TEST_ZERO_GRAD"
 TOL = 1e-9
-DEC_KEYS = ("consensus_distance", "avg_full_loss", "avg_suboptimality", "avg_dist_sq",
-            "center_full_loss", "center_disagreement")
+DEC_KEYS = ("consensus_distance", "update_spread", "avg_param_norm", "avg_full_loss",
+            "avg_suboptimality", "avg_dist_sq", "center_full_loss", "center_disagreement")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,11 +244,20 @@ class _Method:
     def __init__(self, params: Sequence[Tensor], rank: int, world: int):
         self.params, self.rank, self.world = list(params), rank, world
         self.t = 0
+        self._x: Tensor | None = None
+        self.last_update: Tensor | None = None     # u_{i,t}: this rank's local optimizer step
 
     def before_step(self) -> None:
-        pass
+        self._x = _flat(self.params)
+
+    def _local_update(self) -> None:
+        """u_{i,t} = (parameters after the local optimizer step) − x_{i,t}, before any
+        communication changes them."""
+        if self._x is not None:
+            self.last_update = _flat(self.params) - self._x
 
     def after_step(self, optimizer, args, kwargs) -> None:
+        self._local_update()
         self.t += 1
 
     def center(self) -> Tensor | None:
@@ -258,7 +275,6 @@ class DPSGD(_Method):
         self.send_to = [j for j in range(world) if j != rank and W[j, rank] > 0]
         dense = all(W[i, j] > 0 for i in range(world) for j in range(world) if i != j)
         self.transport = "all_gather" if dense else "isend/irecv"
-        self._x: Tensor | None = None
         self._mixed: Tensor | None = None
 
     def before_step(self) -> None:
@@ -284,9 +300,10 @@ class DPSGD(_Method):
         self._x, self._mixed = x, mixed
 
     def after_step(self, optimizer, args, kwargs) -> None:
+        self._local_update()
         if self._mixed is not None:
             # x_{t+1} = Σ_j W_ij x_{j,t} + (local step taken from x_t); exactly W x_t when it is 0
-            _assign(self.params, self._mixed + (_flat(self.params) - self._x))
+            _assign(self.params, self._mixed + self.last_update)
             self._x = self._mixed = None
         self.t += 1
 
@@ -301,6 +318,8 @@ class LocalSGD(_Method):
     def after_step(self, optimizer, args, kwargs) -> None:
         import torch.distributed as dist
 
+        self._local_update()
+        self._x = None
         self.t += 1
         if self.t % self.H == 0:
             x = _to_dev(_flat(self.params))
@@ -325,12 +344,15 @@ class EASGD(_Method):
     def before_step(self) -> None:
         import torch.distributed as dist
 
-        diff = _flat(self.params) - self._center                # x_{i,t} − x̃_t
+        super().before_step()
+        diff = self._x - self._center                           # x_{i,t} − x̃_t
         s = _to_dev(diff.clone())
         dist.all_reduce(s, op=dist.ReduceOp.SUM)                # Σ_i (x_{i,t} − x̃_t)
         self._elastic, self._sum = diff, s.to(diff.device)
 
     def after_step(self, optimizer, args, kwargs) -> None:
+        self._local_update()
+        self._x = None
         if self._elastic is not None:
             _assign(self.params, _flat(self.params) - self.alpha * self._elastic)
             self._center = self._center + self.alpha * self._sum
@@ -346,11 +368,13 @@ class EASGD(_Method):
 # ---------------------------------------------------------------------------------------------
 
 def _dec_probe(method: str) -> dict[str, Any]:
-    keys = ["consensus_distance", "avg_full_loss", "avg_suboptimality", "avg_dist_sq"]
+    keys = ["consensus_distance", "update_spread", "avg_param_norm", "avg_full_loss",
+            "avg_suboptimality", "avg_dist_sq"]
     if method == "easgd":
         keys += ["center_full_loss", "center_disagreement"]
     return {"name": "decentralized",
-            "estimates": ("consensus distance sqrt((1/N) Σ‖x_i − x̄‖²) every step; f(x̄), "
+            "estimates": ("consensus distance sqrt((1/N) Σ‖x_i − x̄‖²) and the spread of the "
+                          "local steps sqrt((1/N) Σ‖u_i − ū‖²) every step; ‖x̄‖; f(x̄), "
                           "f(x̄) − f*, ‖x̄ − x*‖² at checkpoints (x̄ the mean of the ranks' "
                           "parameters)" + ("; EASGD's center x̃: f(x̃) and the ranks' "
                                            "disagreement on it" if method == "easgd" else "")),
@@ -423,20 +447,38 @@ class DecentralizedAuditor(Auditor):
         with torch.no_grad():
             return float(self.f(FlatParams(flat, self._layout), self.full_X, self.full_y))
 
-    def _dec_values(self, x: Tensor, checkpoint: bool) -> dict[str, Any]:
+    def _dec_values(self, x: Tensor, checkpoint: bool,
+                    update: Tensor | None = None) -> dict[str, Any]:
         import torch.distributed as dist
 
         out: dict[str, Any] = {}
-        xs = _to_dev(x.detach().clone())
+        d = x.numel()
+        # x_i, and the local step u_i when there is one, in one all_reduce (float64: the mean
+        # and the deviations carry no rounding beyond the parameters' own)
+        parts = [x.detach().double().reshape(-1)]
+        if update is not None:
+            parts.append(update.detach().double().reshape(-1))
+        xs = _to_dev(torch.cat(parts))
         dist.all_reduce(xs, op=dist.ReduceOp.SUM)
-        xbar = xs.to(x.device) / self.world
+        xs = xs.to(x.device) / self.world
+        xbar64 = xs[:d]
+        xbar = xbar64.to(x.dtype)
+        dev_sq = [float((x.double() - xbar64).pow(2).sum())]
+        if update is not None:
+            dev_sq.append(float((update.double() - xs[d:]).pow(2).sum()))
         extra = []
         if checkpoint and self._opt_flat is not None:
             extra.append(float((x - self._opt_flat).pow(2).sum()))
-        sq = _to_dev(torch.tensor([float((x - xbar).pow(2).sum()), *extra], dtype=torch.float64))
+        sq = _to_dev(torch.tensor([*dev_sq, *extra], dtype=torch.float64))
         dist.all_reduce(sq, op=dist.ReduceOp.SUM)
         sq = sq.cpu()
         out["consensus_distance"] = math.sqrt(max(float(sq[0]), 0.0) / self.world)
+        out["avg_param_norm"] = float(xbar64.norm())
+        if update is not None:
+            out["update_spread"] = math.sqrt(max(float(sq[1]), 0.0) / self.world)
+            extra_at = 2
+        else:
+            extra_at = 1
         if not bool(torch.isfinite(xbar).all()):
             self.nonfinite = True
         center = self.method.center()
@@ -452,7 +494,7 @@ class DecentralizedAuditor(Auditor):
                 out["avg_suboptimality"] = out["avg_full_loss"] - float(self.facts.f_star)
             if self._opt_flat is not None:
                 out["avg_dist_sq"] = float((xbar - self._opt_flat).pow(2).sum())
-                out["dist_sq"] = float(sq[1]) / self.world
+                out["dist_sq"] = float(sq[extra_at]) / self.world
             if center is not None:
                 out["center_full_loss"] = self._loss_at(center)
                 cost += 1
@@ -482,7 +524,9 @@ class DecentralizedAuditor(Auditor):
                 out[k] = float(vec[2 * i] / vec[2 * i + 1])
             else:
                 out[k] = None
-        out.update(self._dec_values(ctx.flat_after, checkpoint="full_loss" in values))
+        update, self.method.last_update = self.method.last_update, None
+        out.update(self._dec_values(ctx.flat_after, checkpoint="full_loss" in values,
+                                    update=update))
         if os.environ.get(ENV_GATHER) == "1":
             gathered: list[Any] = [None] * self.world
             dist.all_gather_object(gathered, {"values": dict(values),
@@ -579,8 +623,9 @@ def method_info(options: Mapping[str, Any], world: int, lr: float) -> tuple[dict
         info["mixing"] = options.get("mixing") or "ring"
         info["W"] = W.tolist()
         info.update(mixing_spectrum(W))
-        info["update"] = ("x_{i,t+1} = sum_j W_ij x_{j,t} - lr * g_i(x_{i,t}) (Lian et al. 2017: "
-                          "gossip of the pre-step parameters, gradient at the pre-gossip point)")
+        info["update"] = ("x_{i,t+1} = sum_j W_ij x_{j,t} + u_{i,t}, u_{i,t} the local optimizer "
+                          "step from x_{i,t} (D-PSGD, Lian et al. 2017: gossip of the pre-step "
+                          "parameters, gradient at the pre-gossip point)")
     elif m == "local-sgd":
         info["local_steps"] = int(options["local_steps"])
         info["update"] = ("local optimizer steps; parameters averaged (all_reduce) after every "
@@ -591,12 +636,25 @@ def method_info(options: Mapping[str, Any], world: int, lr: float) -> tuple[dict
         info["easgd_rho"] = a / lr if lr else None
         info["update"] = ("x_{i,t+1} = x_{i,t} - lr * g_i(x_{i,t}) - a (x_{i,t} - c_t); "
                           "c_{t+1} = c_t + a sum_i (x_{i,t} - c_t) (synchronous EASGD, Zhang, "
-                          "Choromanska & LeCun 2015, eqs. 5-6, a = lr * rho)")
+                          "Choromanska & LeCun 2015, a = lr * rho)")
     spread = float(options.get("init_spread") or 0.0)
     if spread:
         info["init_spread"] = spread
         info["init_along"] = options.get("init_along") or "random"
     return info, W
+
+
+def method_symbols(info: Mapping[str, Any]) -> dict[str, float]:
+    """The method's hyper-parameters in the symbol table's names (the consensus bounds):
+    rho_W = ‖W − 11ᵀ/N‖₂ (dpsgd), alpha_ea = a (easgd), H (local-sgd)."""
+    m = info.get("method")
+    if m == "dpsgd":
+        return {"rho_W": float(info["sigma_2"])}
+    if m == "easgd":
+        return {"alpha_ea": float(info["easgd_alpha"])}
+    if m == "local-sgd":
+        return {"H": float(info["local_steps"])}
+    return {}
 
 
 def run_worker(options: Mapping[str, Any]) -> int:
@@ -634,7 +692,8 @@ def run_worker(options: Mapping[str, Any]) -> int:
                              extra={**options["extra"], "nproc": world})
         full_batch = config.batch_size is None or config.batch_size >= w.n
         check_split(config.batch_size, w.n, world)
-        spec_dict = spec.to_dict() | {"symbol_values": spec.symbol_values,
+        spec_dict = spec.to_dict() | {"symbol_values": {**spec.symbol_values,
+                                                        **method_symbols(info)},
                                       "distributed_method": name}
         wanted = None if config.bounds is None else list(config.bounds)
         select_bounds(_catalogue, spec_dict, full_batch, wanted)     # unknown ids: error

@@ -530,8 +530,10 @@ def consensus_plot(results: Mapping[str, Any]) -> str | None:
     lam = _num(dec.get("lambda_2_abs"))
     if lam is None and _num(dec.get("spectral_gap")) is not None:
         lam = 1.0 - float(dec["spectral_gap"])
-    caption = ("Consensus distance sqrt((1/N) Σ‖x_i − x̄‖²) against the gossip contraction "
-               "|λ₂|^t of the mixing matrix")
+    bound = next((v for v in results.get("verdicts") or []
+                  if v.get("quantity") == "consensus_distance" and v.get("series")), None)
+    caption = ("Consensus distance sqrt((1/N) Σ‖x_i − x̄‖²) against the consensus bound's "
+               "prediction and the gossip contraction |λ₂|^t of the mixing matrix")
     with matplotlib.rc_context(_RC):
         fig, ax = _new_figure()
         _line(ax, pts, "series-consensus", "consensus distance", PALETTE[0])
@@ -541,6 +543,13 @@ def consensus_plot(results: Mapping[str, Any]) -> str | None:
             pred = [(k, v) for k, v in pred if v > 0]
             _line(ax, pred, "series-gossip", f"gossip alone: |λ₂|^t, |λ₂| = {lam:.3g}",
                   PALETTE[1], style="--")
+        bpts = []
+        if bound is not None:
+            bpts = [(k, v) for k, v in _pairs(bound["series"].get("k"),
+                                              bound["series"].get("predicted")) if v > 0]
+            if bpts:
+                _line(ax, bpts, "series-consensus-bound",
+                      f"bound ({bound['verdict']}): {bound['id']}", PALETTE[2], style=":")
         if all(v > 0 for _, v in pts):
             ax.set_yscale("log")
         ax.set_xlabel("step")

@@ -226,7 +226,8 @@ def _plots(results: Mapping[str, Any], compare: Mapping[str, Any] | None) -> dic
     stab = plots.stability_plot(dict(results)) if results.get("stability") else None
     cons = plots.consensus_plot(dict(results)) if results.get("decentralized") else None
     if cons:
-        probes.append({"caption": "consensus distance against the gossip contraction |λ₂|^t",
+        probes.append({"caption": "consensus distance against the consensus bound's "
+                                  "prediction and the gossip contraction |λ₂|^t",
                        "svg": _scope_ids(_inline(cons), "cons"), "file": "consensus.svg"})
     frontier = plots.frontier_plot(dict(compare)) if compare else None
     return {"bounds": bounds, "probes": probes,

@@ -342,6 +342,16 @@ def collect_constants(runs: Sequence[RunData], facts: Facts,
     add("G_inf", v, "lower", f"max over {cnt} steps of ‖g‖_∞ of the stochastic gradient "
                              "(an almost-sure bound is at least any observed value)")
 
+    # decentralized runs: the consensus bounds' constants, measured at every step (exact)
+    if inits and all(i.get("consensus_distance") is not None for i in inits):
+        add("C0", max(float(i["consensus_distance"]) for i in inits), "exact",
+            "consensus distance of the ranks' starting points, measured")
+    spreads = [float(v) for r in runs for _, v in r.values("update_spread")]
+    if spreads and all(len(r.values("update_spread")) == r.n_steps for r in runs):
+        add("Su", max(spreads), "exact",
+            f"max over all {len(spreads)} steps of the measured spread of the ranks' local "
+            "steps sqrt((1/N) Σ‖u_i − ū‖²)")
+
     for name, value in (assumed or {}).items():
         add(name, value, "asserted", "asserted by the user (--assume)")
 
@@ -493,6 +503,7 @@ class Observed:
     values: np.ndarray            # observed quantity at each K
     kind: str                     # exact | upper (≥ the true quantity) | estimate
     note: str = ""
+    abs_tol: np.ndarray | None = None   # rounding slack of the run's own arithmetic, per K
 
 
 def _prefix_stats(points: Mapping[int, float], n_steps: int, weights_fn=None, how="min"
@@ -594,6 +605,8 @@ def observe(bound: Bound, run: RunData, facts: Facts, hyper: Mapping[str, float]
     if q in STABILITY_QUANTITIES:
         return ("a stability bound needs runs on neighbouring datasets: use approx-audit "
                 "stability")
+    if q is Quantity.CONSENSUS_DISTANCE:
+        return _observe_consensus(run, facts)
     if q is Quantity.ASYMPTOTIC_RATE:
         pts = run.checkpoints("dist_sq")
         if 0 not in pts or len(pts) < 2 or pts[0] <= 0:
@@ -605,22 +618,68 @@ def observe(bound: Bound, run: RunData, facts: Facts, hyper: Mapping[str, float]
     return f"the auditor does not measure {q.value} in a training run"
 
 
+def _observe_consensus(run: RunData, facts: Facts) -> Observed | str:
+    """The consensus distance after every step of a decentralized run (exact: measured at
+    every step from the ranks' parameters), with the rounding slack of the run's arithmetic.
+
+    The bounds hold in exact arithmetic. Each step the ranks compute their new parameters in
+    the workload's dtype (a gossip sum, an average, an elastic pull), which perturbs each x_i
+    by a few ulps of ‖x‖; such a perturbation is contracted by the method's own per-step factor
+    afterwards (‖W − J‖₂, 1 − a; local SGD: reset by every averaging). The slack allowed at K is
+    Σ_{t<K} ρ^(K−1−t) · ROUNDING_ULPS · eps(dtype) · ‖x̄_t‖ with the run's recorded ρ —
+    for float64 runs far below any real excess."""
+    pts: dict[int, float] = {}
+    norms: dict[int, float] = {}
+    for r in run.steps:
+        v = r.get("consensus_distance")
+        if v is not None:
+            pts[int(r["step"]) + 1] = float(v)
+        nv = r.get("avg_param_norm")
+        if nv is not None:
+            norms[int(r["step"]) + 1] = float(nv)
+    if not pts:
+        return "no consensus distance was measured (not a decentralized run)"
+    info = run.start.get("decentralized") or {}
+    method = info.get("method")
+    rho = {"dpsgd": info.get("sigma_2"), "easgd": 1.0 - float(info.get("easgd_alpha") or 0.0)
+           }.get(method, 1.0)
+    rho = min(max(float(rho if rho is not None else 1.0), 0.0), 1.0)
+    H = int(info.get("local_steps") or 0) if method == "local-sgd" else 0
+    n0 = float((run.init or {}).get("avg_param_norm") or 0.0)
+    ks = sorted(pts)
+    unit = ROUNDING_ULPS * _eps(facts.dtype)
+    acc, tol, prev_norm = 0.0, {}, n0
+    for K in range(1, ks[-1] + 1):
+        acc = rho * acc + unit * max(prev_norm, norms.get(K, prev_norm))
+        if H and K % H == 0:
+            acc = unit * norms.get(K, prev_norm)     # averaged: only the average's rounding
+        tol[K] = acc
+        prev_norm = norms.get(K, prev_norm)
+    return Observed(np.array(ks, float), np.array([pts[k] for k in ks]), "exact",
+                    abs_tol=np.array([tol[k] for k in ks]))
+
+
 # ------------------------------------------------------------------------------------------
 # Matching bounds to the run's optimizer
 # ------------------------------------------------------------------------------------------
 
-# ``approx-audit run --method M`` (auditor/decentralized.py): no catalogue bound applies
-DECENTRALIZED_METHODS = {"dpsgd": "D-PSGD (Lian et al. 2017)",
-                         "local-sgd": "local SGD (periodic parameter averaging)",
-                         "easgd": "synchronous EASGD (Zhang, Choromanska & LeCun 2015)"}
+# ``approx-audit run --method M`` (auditor/decentralized.py): the catalogue algorithm of each
+# method (its consensus bound; its published rates are not in the catalogue: their constants
+# are not confirmed) and its name
+DECENTRALIZED_METHODS = {"dpsgd": ("dpsgd", "D-PSGD (Lian et al. 2017)"),
+                         "local-sgd": ("local_sgd", "local SGD (periodic parameter averaging)"),
+                         "easgd": ("easgd", "synchronous EASGD (Zhang, Choromanska & LeCun "
+                                            "2015)")}
 
 
 def algorithm_of(spec: Mapping[str, Any], full_batch: bool) -> tuple[str | None, str]:
     """(catalogue algorithm the run implements or None, one-line explanation)."""
     method = spec.get("distributed_method")
     if method in DECENTRALIZED_METHODS:
-        return None, (f"{DECENTRALIZED_METHODS[method]} (--method {method}) has no bound in the "
-                      "catalogue: the constants of its published rates are not confirmed")
+        algo, name = DECENTRALIZED_METHODS[method]
+        return algo, (f"{name} (--method {method}) with local optimizer {spec['name']}: the "
+                      "catalogue has its consensus bound; the constants of its published "
+                      "convergence rates are not confirmed")
     name = spec["name"]
     hp = spec.get("hparams", {})
     wd = float(hp.get("weight_decay", 0) or 0)
@@ -662,7 +721,8 @@ def select_bounds(catalogue, spec: Mapping[str, Any], full_batch: bool,
         return [catalogue.get(i) for i in dict.fromkeys(ids)]   # each id once, in order
     algo, _ = algorithm_of(spec, full_batch)
     if spec.get("distributed_method") in DECENTRALIZED_METHODS:
-        return []                      # not even the optimizer family's bounds
+        # the method's own bounds, not the local optimizer's (the ranks do not run it alone)
+        return [b for b in catalogue if b.algorithm == algo and b.kind == "upper"]
     family = algo or _torch_family(spec["name"])
     if family is None:
         return []
@@ -671,6 +731,9 @@ def select_bounds(catalogue, spec: Mapping[str, Any], full_batch: bool,
 
 
 STABILITY_QUANTITIES = (Quantity.UNIFORM_STABILITY, Quantity.PARAMETER_DIVERGENCE)
+# Deterministic bounds that hold along every realized trajectory of a stochastic run, their
+# constants measured on that trajectory (the consensus recursions)
+PATHWISE = (Quantity.CONSENSUS_DISTANCE,)
 
 
 # ------------------------------------------------------------------------------------------
@@ -758,6 +821,17 @@ def _assumption_status(aid: str, facts: Facts, runs: Sequence[RunData],
         return "assumed", "the user's loop draws the batches"
     if aid == "bounded_domain":
         return "refuted", "the run is unconstrained: no projection onto a bounded set"
+    if aid == "doubly_stochastic_mixing":
+        infos = [r.start.get("decentralized") or {} for r in runs]
+        if infos and all(i.get("W") is not None for i in infos):
+            return "holds", ("W was checked doubly stochastic (within 1e-9) before the run and "
+                             "applied exactly through torch.distributed")
+        return "unknown", "no mixing matrix is recorded"
+    if aid in ("initial_consensus", "bounded_update_spread"):
+        key = "C0" if aid == "initial_consensus" else "Su"
+        if key in consts and not consts[key].asserted:
+            return "holds", "measured on every rank at every step"
+        return "unknown", "not measured (not a decentralized run)"
     if aid in ("bounded_variance", "bounded_second_moment", "bounded_gradient_inf",
                "lipschitz_loss", "l_smooth"):
         return "estimated", "its constant is estimated along the path"
@@ -821,7 +895,7 @@ def rule(bound: Bound, runs: Sequence[RunData], facts: Facts, spec: Mapping[str,
         v.reason = (f"the bound is for {bound.algorithm}; this run is "
                     f"{algo or spec['name']}: {why}")
         return v
-    if bound.expectation is False and not full_batch:
+    if bound.expectation is False and not full_batch and bound.quantity not in PATHWISE:
         v.verdict, v.reason = "not_applicable", "a deterministic bound on a stochastic run"
         return v
     rule_msg = _check_step_rule(bound, hyper, consts, lrs, schedule)
@@ -908,6 +982,10 @@ def rule(bound: Bound, runs: Sequence[RunData], facts: Facts, spec: Mapping[str,
     margin = _t_quantile(Sn) * sd / math.sqrt(Sn) if Sn > 1 else np.zeros_like(mean)
     scale = float(np.nanmax(np.abs(mats[:, 0]))) if mats.size else 1.0
     tol = REL_TOL * np.abs(pred) + ROUNDING_ULPS * _eps(facts.dtype) * max(scale, 1e-300)
+    if all(o.abs_tol is not None for o in obs_list):
+        run_tol = np.array([[dict(zip(o.k.tolist(), o.abs_tol.tolist()))[k] for k in common]
+                            for o in obs_list])[:, keep_k]
+        tol = tol + run_tol.max(axis=0)
     stochastic = bound.expectation and not full_batch   # full batch: no randomness to average
     if stochastic:
         stat = mean - margin            # lower confidence bound on the expectation

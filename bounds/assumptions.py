@@ -71,6 +71,19 @@ def _table() -> list[Assumption]:
         Assumption("quadratic",
                    r"f(x) = \tfrac12 x^\top A x - b^\top x,\ \mu I \preceq A \preceq L I",
                    ("mu", "L"), "sharpness", "f is a quadratic with Hessian eigenvalues in [mu, L]"),
+        Assumption("doubly_stochastic_mixing",
+                   r"W \ge 0,\ W\mathbf{1} = \mathbf{1},\ \mathbf{1}^\top W = \mathbf{1}^\top,\ "
+                   r"\|W - \tfrac1N \mathbf{1}\mathbf{1}^\top\|_2 = \rho_W", (), "decentralized",
+                   "the ranks mix their parameters with a doubly-stochastic matrix W, exchanged "
+                   "exactly (no loss, no staleness)"),
+        Assumption("initial_consensus",
+                   r"\sqrt{\tfrac1N \sum_i \|x_{i,0} - \bar x_0\|^2} = C_0", ("C0",),
+                   "decentralized", "the ranks start at consensus distance C_0 (0: one shared x_0)"),
+        Assumption("bounded_update_spread",
+                   r"\sqrt{\tfrac1N \sum_i \|u_{i,t} - \bar u_t\|^2} \le S_u \ \forall t",
+                   ("Su",), "decentralized",
+                   "the ranks' local optimizer steps u_i,t differ from their mean by at most S_u "
+                   "in root-mean-square at every step"),
     ]
 
 

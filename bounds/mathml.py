@@ -59,6 +59,13 @@ _QUANTITY = {
     Quantity.PARAMETER_DIVERGENCE:
         f"<mrow><mo>&#8214;</mo>{_XK}<mo>&#8722;</mo>"
         f"{_sub('<msup><mi>x</mi><mo>&#8242;</mo></msup>', '<mi>K</mi>')}<mo>&#8214;</mo></mrow>",
+    Quantity.CONSENSUS_DISTANCE:
+        "<msqrt><mfrac><mn>1</mn><mi>N</mi></mfrac><munderover><mo>&#8721;</mo><mrow><mi>i</mi>"
+        "<mo>=</mo><mn>1</mn></mrow><mi>N</mi></munderover>"
+        + _norm_sq(_sub("<mi>x</mi>", "<mrow><mi>i</mi><mo>,</mo><mi>K</mi></mrow>")
+                   + "<mo>&#8722;</mo>"
+                   + _sub("<mover><mi>x</mi><mo>&#175;</mo></mover>", "<mi>K</mi>"))
+        + "</msqrt>",
 }
 
 

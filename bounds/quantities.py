@@ -17,6 +17,7 @@ class Quantity(str, Enum):
     ASYMPTOTIC_RATE = "asymptotic_rate"
     UNIFORM_STABILITY = "uniform_stability"
     PARAMETER_DIVERGENCE = "parameter_divergence"
+    CONSENSUS_DISTANCE = "consensus_distance"
 
     @property
     def latex(self) -> str:
@@ -37,6 +38,7 @@ _LATEX = {
     Quantity.ASYMPTOTIC_RATE: r"\limsup_{k\to\infty} \|x_k - x^\star\|^{1/k}",
     Quantity.UNIFORM_STABILITY: r"\epsilon_{\mathrm{stab}}",
     Quantity.PARAMETER_DIVERGENCE: r"\|x_K - x^{\prime}_K\|",
+    Quantity.CONSENSUS_DISTANCE: r"\sqrt{\tfrac1N \sum_{i=1}^N \|x_{i,K} - \bar x_K\|^2}",
 }
 
 _DESCRIPTION = {
@@ -54,4 +56,7 @@ _DESCRIPTION = {
     Quantity.PARAMETER_DIVERGENCE:
         "distance between the iterates of two runs on datasets S, S' that differ in one "
         "example, with the same initial point and the same sample order",
+    Quantity.CONSENSUS_DISTANCE:
+        "consensus distance of N ranks after K steps: the root-mean-square distance of the "
+        "ranks' parameters x_i,K to their mean",
 }

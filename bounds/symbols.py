@@ -83,6 +83,23 @@ def _entries() -> list[SymbolInfo]:
         SymbolInfo("gamma", sp.Symbol("gamma", positive=True),
                    "step-size offset of a decaying schedule eta_k = c/(gamma + k)",
                    "hyperparameter"),
+        SymbolInfo("C0", sp.Symbol("C0", nonnegative=True),
+                   "initial consensus distance sqrt((1/N) sum_i ||x_i,0 - mean_j x_j,0||^2) of "
+                   "N ranks", "problem", lower_inclusive=True),
+        SymbolInfo("Su", sp.Symbol("Su", nonnegative=True),
+                   "largest spread of the ranks' local updates over the run: max_t sqrt((1/N) "
+                   "sum_i ||u_i,t - mean_j u_j,t||^2), u_i,t the local optimizer step of rank i",
+                   "problem", lower_inclusive=True),
+        SymbolInfo("rho_W", sp.Symbol("rho_W", nonnegative=True),
+                   "||W - 11^T/N||_2 of a doubly-stochastic mixing matrix W: the per-step "
+                   "contraction of the ranks' disagreement under gossip (< 1 for a connected W with "
+                   "a positive diagonal)", "hyperparameter", lower_inclusive=True, upper=1.0),
+        SymbolInfo("alpha_ea", sp.Symbol("alpha_ea", positive=True),
+                   "EASGD moving rate a = eta * rho (elastic pull towards the center)",
+                   "hyperparameter", upper=1.0),
+        SymbolInfo("H", sp.Symbol("H", positive=True, integer=True),
+                   "local steps between parameter averagings (local SGD)", "hyperparameter",
+                   **pos_int),
         SymbolInfo("n", sp.Symbol("n", positive=True, integer=True), "number of training samples",
                    "size", **pos_int),
         SymbolInfo("d", sp.Symbol("d", positive=True, integer=True), "dimension (parameters)",
@@ -114,6 +131,11 @@ c = SYMBOLS["c"].symbol
 gamma = SYMBOLS["gamma"].symbol
 n = SYMBOLS["n"].symbol
 d = SYMBOLS["d"].symbol
+C0 = SYMBOLS["C0"].symbol
+Su = SYMBOLS["Su"].symbol
+rho_W = SYMBOLS["rho_W"].symbol
+alpha_ea = SYMBOLS["alpha_ea"].symbol
+H = SYMBOLS["H"].symbol
 # Iteration index inside step-size rules (eta_k = c/(gamma + k)); not a free constant.
 k = sp.Symbol("k", positive=True, integer=True)
 
@@ -125,6 +147,9 @@ _DISPLAY = {
     SYMBOLS["G_inf"].symbol: sp.Symbol("G_\u221e", positive=True),  # MathML prints G with sub ∞
     SYMBOLS["beta1"].symbol: sp.Symbol("beta_1", nonnegative=True),
     SYMBOLS["beta2"].symbol: sp.Symbol("beta_2", positive=True),
+    SYMBOLS["C0"].symbol: sp.Symbol("C_0", nonnegative=True),
+    SYMBOLS["Su"].symbol: sp.Symbol("S_u", nonnegative=True),
+    SYMBOLS["alpha_ea"].symbol: sp.Symbol("a", positive=True),
 }
 
 

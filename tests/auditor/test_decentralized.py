@@ -78,8 +78,8 @@ def local1(tmp_path_factory):
 @pytest.fixture(scope="module")
 def local5(tmp_path_factory):
     out = tmp_path_factory.mktemp("local5")
-    return _launch(out, [*BASE, "-K", "20", "-p", "loss,full_batch@5", "--nproc", "2",
-                         "--method", "local-sgd", "--local-steps", "5"])
+    return out, _launch(out, [*BASE, "-K", "20", "-p", "loss,full_batch@5", "--nproc", "2",
+                              "--method", "local-sgd", "--local-steps", "5"])
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +87,15 @@ def easgd(tmp_path_factory):
     out = tmp_path_factory.mktemp("easgd")
     recs = _launch(out, [*BASE, "-K", "40", "-p", "loss,full_batch@10", "--nproc", "2",
                          "--method", "easgd", "--easgd-alpha", "0.05", "--init-spread", "1"])
+    return out, recs
+
+
+@pytest.fixture(scope="module")
+def elastic(tmp_path_factory):
+    out = tmp_path_factory.mktemp("elastic")
+    recs = _launch(out, [*BASE, "-K", "20", "-p", "loss", "--nproc", "2", "--method", "easgd",
+                         "--easgd-alpha", "0.05", "--init-spread", "1"],
+                   {"APPROX_AUDIT_TEST_ZERO_GRAD": "1"})
     return out, recs
 
 
@@ -119,14 +128,37 @@ def test_validate_mixing_errors(W, needle):
         validate_mixing(W, 2)
 
 
-def test_decentralized_methods_select_no_bound():
-    for m in ("dpsgd", "local-sgd", "easgd"):
+def test_decentralized_methods_select_their_consensus_bound_only():
+    own = {"dpsgd": "dpsgd.consensus.lian_2017", "local-sgd": "local_sgd.consensus.stich_2019",
+           "easgd": "easgd.consensus.zhang_2015"}
+    for m, bid in own.items():
         for name in ("sgd", "adam"):
             spec = {"name": name, "hparams": {}, "distributed_method": m}
-            assert select_bounds(catalogue, spec, True) == []
+            assert [b.id for b in select_bounds(catalogue, spec, True)] == [bid]
             algo, why = algorithm_of(spec, True)
-            assert algo is None and "no bound in the catalogue" in why and m in why
+            assert algo == bid.split(".")[0] and "consensus bound" in why and m in why
+            assert "not confirmed" in why
     assert algorithm_of({"name": "sgd", "hparams": {}, "distributed_method": "ddp"}, True)[0] == "gd"
+
+
+def _rule(out, bound_id, **hyper_override):
+    """Re-rule one bound from the trace (optionally with a wrong hyper-parameter)."""
+    from approx_audit.auditor.verdicts import (Facts, collect_constants, hyper_values, rule,
+                                               runs_from_records)
+    recs = read_trace(out / "trace.jsonl")
+    start = recs[0]
+    runs = runs_from_records(recs)
+    facts = Facts.from_dict(start["facts"])
+    spec = start["optimizer"]
+    consts = collect_constants(runs, facts)
+    hyper = {**hyper_values(spec), **hyper_override}
+    return rule(catalogue.get(bound_id), runs, facts, spec, hyper, consts, runs[0].lrs())
+
+
+def _verdict(out, bound_id):
+    results = json.loads((out / "results.json").read_text())
+    validate_results(results)
+    return next(v for v in results["verdicts"] if v["id"] == bound_id)
 
 
 @pytest.mark.parametrize("content, extra, needle", [
@@ -184,7 +216,18 @@ def test_pure_gossip_shrinks_consensus_at_the_spectral_rate(gossip):
     assert len(avg) >= 3 and max(avg) - min(avg) < 1e-12 * max(1.0, abs(avg[0]))
     results = json.loads((out / "results.json").read_text())
     validate_results(results)
-    assert results["config"]["method"] == "dpsgd" and results["verdicts"] == []
+    assert results["config"]["method"] == "dpsgd"
+    # the consensus bound: no local steps (S_u = 0), so c_K <= rho_W^K C_0 with equality
+    assert [v["id"] for v in results["verdicts"]] == ["dpsgd.consensus.lian_2017"]
+    v = _verdict(out, "dpsgd.consensus.lian_2017")
+    assert v["verdict"] == "consistent", v["reason"]
+    assert v["constants"]["Su"]["value"] == 0.0 and v["constants"]["C0"]["kind"] == "exact"
+    assert 1 - 1e-6 < v["looseness"]["min"] <= v["looseness"]["max"] < 1 + 1e-6
+    # a constant too small by a square (Lian et al.'s rho is for the squared distance):
+    # violated, and proven so (every constant exact)
+    wrong = _rule(out, "dpsgd.consensus.lian_2017", rho_W=(1 / 3) ** 2)
+    assert wrong.verdict == "violated", wrong.reason
+    assert "every constant is exact or conservative" in wrong.reason
 
 
 def test_dpsgd_with_gradients_keeps_consensus_bounded_and_learns(dpsgd):
@@ -204,6 +247,22 @@ def test_dpsgd_with_gradients_keeps_consensus_bounded_and_learns(dpsgd):
     results = json.loads((out / "results.json").read_text())
     validate_results(results)
     assert results["status"] == "completed" and results["config"]["nproc"] == 2
+    # the per-step recursion c_{t+1} <= rho_W c_t + s_t along the real run (2 ranks:
+    # W = [[2/3, 1/3], [1/3, 2/3]], rho_W = 1/3)
+    rho = recs[0]["decentralized"]["sigma_2"]
+    assert math.isclose(rho, 1 / 3, rel_tol=1e-12)
+    prev = init["consensus_distance"]
+    for r in steps:
+        assert r["update_spread"] > 0
+        assert r["consensus_distance"] <= rho * prev + r["update_spread"] + 1e-12
+        prev = r["consensus_distance"]
+    v = _verdict(out, "dpsgd.consensus.lian_2017")
+    assert v["verdict"] == "consistent", v["reason"]
+    assert v["constants"]["Su"]["value"] == pytest.approx(max(r["update_spread"] for r in steps))
+    assert v["hyperparameters"]["rho_W"] == pytest.approx(1 / 3)
+    # the same run against a bound that forgets the steps' spread (S_u = 0): violated
+    wrong = _rule(out, "dpsgd.consensus.lian_2017", Su=0.0)
+    assert wrong.verdict == "violated", wrong.reason
 
 
 # --------------------------------------------------------------------------- local SGD
@@ -222,6 +281,7 @@ def test_local_sgd_with_one_step_is_ddp(single, local1):
 
 
 def test_local_sgd_agrees_right_after_each_average(local5):
+    local5_out, local5 = local5
     steps = _steps(local5)
     for r in steps:
         if r["k"] % 5 == 0:
@@ -229,6 +289,12 @@ def test_local_sgd_agrees_right_after_each_average(local5):
         else:
             assert r["consensus_distance"] > 1e-8, r       # the ranks' batches differ
     assert local5[0]["decentralized"]["local_steps"] == 5
+    # the drift bound: 0 at every averaging, (K mod H) S_u between; consistent
+    v = _verdict(local5_out, "local_sgd.consensus.stich_2019")
+    assert v["verdict"] == "consistent", v["reason"]
+    assert v["hyperparameters"]["H"] == 5
+    pred = dict(zip(v["series"]["k"], v["series"]["predicted"]))
+    assert all(pred[k] == 0.0 for k in pred if k % 5 == 0) and pred[3] > 0
 
 
 # --------------------------------------------------------------------------- EASGD
@@ -245,4 +311,23 @@ def test_easgd_center_is_shared_and_loss_decreases(easgd):
     assert len(centers) >= 4 and centers[-1] < 0.5 * centers[0], centers
     avg = [r["avg_full_loss"] for r in steps if r.get("avg_full_loss") is not None]
     assert avg[-1] < init["avg_full_loss"]
-    validate_results(json.loads((out / "results.json").read_text()))
+    # the workers' consensus recursion c_{t+1} <= (1 - a) c_t + s_t, and its verdict
+    prev = init["consensus_distance"]
+    for r in steps:
+        assert r["consensus_distance"] <= 0.95 * prev + r["update_spread"] + 1e-12
+        prev = r["consensus_distance"]
+    v = _verdict(out, "easgd.consensus.zhang_2015")
+    assert v["verdict"] == "consistent", v["reason"]
+    assert v["hyperparameters"]["alpha_ea"] == 0.05
+
+
+def test_easgd_elastic_pull_alone_contracts_by_exactly_one_minus_a(elastic):
+    """No gradients (the zero-gradient hook): c_K = (1 - a)^K C_0, the bound with equality; the
+    center's rate N a in place of a is refuted."""
+    out, recs = elastic
+    v = _verdict(out, "easgd.consensus.zhang_2015")
+    assert v["verdict"] == "consistent", v["reason"]
+    assert v["constants"]["Su"]["value"] == 0.0
+    assert 1 - 1e-6 < v["looseness"]["min"] <= v["looseness"]["max"] < 1 + 1e-6
+    wrong = _rule(out, "easgd.consensus.zhang_2015", alpha_ea=0.1)
+    assert wrong.verdict == "violated", wrong.reason
