@@ -742,10 +742,15 @@ def run_worker(options: Mapping[str, Any]) -> int:
                     status, message = "diverged", next(
                         (r["message"] for r in auditor.records if r["record"] == "diverged"), None)
             except BaseException as exc:  # noqa: BLE001 - recorded, results written, re-raised
-                status = "error"
-                message = f"rank {rank}, run {i} failed: {_one_line(exc)}"
+                if isinstance(exc, KeyboardInterrupt):
+                    status = "interrupted"
+                    message = (f"interrupted by the user at step {progress['step']} (rank "
+                               f"{rank}, run {i})")
+                else:
+                    status = "error"
+                    message = f"rank {rank}, run {i} failed: {_one_line(exc)}"
                 if auditor is not None:
-                    auditor.close("error", message)
+                    auditor.close(status, message)
                     records.extend(auditor.records)
                 failure = exc
                 break

@@ -502,10 +502,15 @@ def run_worker(options: Mapping[str, Any]) -> int:
                     status, message = "diverged", next(
                         (r["message"] for r in auditor.records if r["record"] == "diverged"), None)
             except BaseException as exc:  # noqa: BLE001 - recorded, results written, re-raised
-                status = "error"
-                message = f"rank {rank}, run {i} failed: {_one_line(exc)}"
+                if isinstance(exc, KeyboardInterrupt):
+                    status = "interrupted"
+                    message = (f"interrupted by the user at step {progress['step']} (rank "
+                               f"{rank}, run {i})")
+                else:
+                    status = "error"
+                    message = f"rank {rank}, run {i} failed: {_one_line(exc)}"
                 if auditor is not None:
-                    auditor.close("error", message)
+                    auditor.close(status, message)
                     records.extend(auditor.records)
                 failure = exc
                 break
@@ -564,6 +569,52 @@ def _first_failure(state: Path) -> dict[str, Any] | None:
     return min(primary or errs, key=lambda e: e.get("time") or 0.0)
 
 
+STOP_GRACE_S = 60.0        # after a Ctrl-C: time for the ranks to close their traces
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _stop_group(proc: subprocess.Popen) -> int:
+    """SIGINT to the launcher's agent and every rank; they close their traces and rank 0
+    writes results.json. A second Ctrl-C, or no exit within STOP_GRACE_S, kills the group."""
+    import signal
+
+    _signal_group(proc, signal.SIGINT)
+    try:
+        return proc.wait(timeout=STOP_GRACE_S)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        _signal_group(proc, signal.SIGKILL)
+        return proc.wait()
+
+
+class _sigterm_as_interrupt:
+    """While the ranks run, SIGTERM to the launcher stops them like a Ctrl-C (it would
+    otherwise leave them running in their own process group)."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            def handler(signum, frame):
+                raise KeyboardInterrupt
+            self._old = signal.signal(signal.SIGTERM, handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+        return False
+
+
 def launch(options: dict[str, Any], nproc: int) -> tuple[dict[str, Any] | None, str | None]:
     """Run the audit over ``nproc`` processes; returns (results, one-line error or None).
 
@@ -587,17 +638,16 @@ def launch(options: dict[str, Any], nproc: int) -> tuple[dict[str, Any] | None, 
            "--nproc-per-node", str(nproc), "--max-restarts", "0", "--monitor-interval", "0.5",
            "-m", "approx_audit.cli.distributed_worker", str(cfg)]
     interrupted = False
-    with open(log, "w", encoding="utf-8") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    with open(log, "w", encoding="utf-8") as fh, _sigterm_as_interrupt():
+        # its own process group: a Ctrl-C (or a kill of this process alone) reaches the
+        # launcher, which passes ONE SIGINT to the launcher's agent and every rank together
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
         try:
             rc = proc.wait()
         except KeyboardInterrupt:
             interrupted = True
-            try:
-                rc = proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                rc = proc.wait()
+            rc = _stop_group(proc)
     results_path, trace = out / "results.json", out / "trace.jsonl"
     if rc == 0 and not interrupted and results_path.exists():
         return json.loads(results_path.read_text(encoding="utf-8")), None
@@ -622,6 +672,10 @@ def launch(options: dict[str, Any], nproc: int) -> tuple[dict[str, Any] | None, 
         except ApproxAuditError:
             results = None
     if results is not None:
+        if interrupted:
+            done = sum(int(r.get("steps") or 0) for r in results.get("runs") or [])
+            line = (f"interrupted by the user after {done} finished step(s), kept in {trace}; "
+                    f"logs: {log}")
         results["status"] = status
         results["message"] = line
         write_json_atomic(results_path, results)

@@ -537,10 +537,14 @@ def consensus_plot(results: Mapping[str, Any]) -> str | None:
     with matplotlib.rc_context(_RC):
         fig, ax = _new_figure()
         _line(ax, pts, "series-consensus", "consensus distance", PALETTE[0])
+        positive = [v for _, v in pts if v > 0]
+        # gossip alone falls geometrically; drawn only down to a decade below the data, so
+        # that with gradients it does not squash the measured curve against the axis
+        floor = min(positive) / 10 if positive else 0.0
         if lam is not None and 0 <= lam < 1 and pts[0][1] > 0:
             k0, c0 = pts[0]
             pred = [(k, c0 * lam ** (k - k0)) for k, _ in pts]
-            pred = [(k, v) for k, v in pred if v > 0]
+            pred = [(k, v) for k, v in pred if v > 0 and v >= floor]
             _line(ax, pred, "series-gossip", f"gossip alone: |λ₂|^t, |λ₂| = {lam:.3g}",
                   PALETTE[1], style="--")
         bpts = []

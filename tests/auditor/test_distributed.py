@@ -204,3 +204,44 @@ def test_a_crashed_rank_ends_the_run_clearly(crashed):
     results = json.loads((out / "results.json").read_text())
     assert results["status"] == "error" and "rank 1" in results["message"]
     assert results["runs"][0]["steps"] == 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_under_nproc_stops_every_rank_and_keeps_every_finished_step(tmp_path, sig):
+    """A real signal to `approx-audit run --nproc 2` alone (the ranks run in their own process
+    groups): the launcher passes it on, every rank stops, rank 0 closes the trace, results.json
+    says interrupted, the command exits 3 with one line, and no process is left behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "audit"
+    cmd = [sys.executable, "-m", "approx_audit.cli.main", "run", "-w", "logistic", "-O", "sgd",
+           "--lr", "0.1", "-B", "16", "-K", "1000000", "--probes", "cheap", "--nproc", "2",
+           "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    trace = out / "trace.jsonl"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if trace.exists() and trace.read_text().count("\n") > 30:
+            break
+        time.sleep(0.2)
+    proc.send_signal(getattr(signal, sig))
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 3, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: interrupted by the user after "), stderr
+    recs = read_trace(trace)
+    steps = [r["step"] for r in recs if r["record"] == "step"]
+    assert len(steps) > 25 and steps == list(range(len(steps)))
+    assert recs[-1]["record"] == "end" and recs[-1]["status"] == "interrupted"
+    data = json.loads((out / "results.json").read_text())
+    assert data["status"] == "interrupted" and data["runs"][0]["steps"] == len(steps)
+    assert f"after {len(steps)} finished step(s)" in data["message"]
+    cfg = str(out / ".distributed" / "config.json")
+    left = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert cfg not in left, "a rank or the launcher's agent is still running"
