@@ -91,6 +91,7 @@ from torch import Tensor
 from ..bounds.errors import InvalidValueError
 from .distributed import (ENV_GATHER, _check_same_start, _collective_device, _crash_step,
                           _init_process_group, _one_line, _write_error, check_split,
+                          failure_status,
                           shard_bounds, ENV_CRASH_RANK, ENV_CRASH_STEP)
 from .measure import Cost
 from .run import Auditor, FlatParams
@@ -742,13 +743,7 @@ def run_worker(options: Mapping[str, Any]) -> int:
                     status, message = "diverged", next(
                         (r["message"] for r in auditor.records if r["record"] == "diverged"), None)
             except BaseException as exc:  # noqa: BLE001 - recorded, results written, re-raised
-                if isinstance(exc, KeyboardInterrupt):
-                    status = "interrupted"
-                    message = (f"interrupted by the user at step {progress['step']} (rank "
-                               f"{rank}, run {i})")
-                else:
-                    status = "error"
-                    message = f"rank {rank}, run {i} failed: {_one_line(exc)}"
+                status, message = failure_status(exc, rank, i, progress)
                 if auditor is not None:
                     auditor.close(status, message)
                     records.extend(auditor.records)

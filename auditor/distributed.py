@@ -125,6 +125,22 @@ def check_split(batch_size: int | None, n: int | None, nproc: int) -> None:
                                 "processes; lower --nproc")
 
 
+def check_devices(device: str, nproc: int, available: int | None = None) -> None:
+    """One CUDA device per rank under ``nccl`` (each rank pins ``cuda:LOCAL_RANK``): more ranks
+    than devices is a one-line :class:`InvalidValueError` before anything is launched. A
+    device index (``cuda:1``) is refused: the ranks choose their devices themselves."""
+    if nproc <= 1 or not str(device).startswith("cuda"):
+        return
+    if str(device) != "cuda":
+        raise InvalidValueError(f"--device {device} with --nproc {nproc}: give --device cuda "
+                                "(rank r runs on cuda:r)")
+    have = torch.cuda.device_count() if available is None else int(available)
+    if nproc > have:
+        raise InvalidValueError(f"--nproc {nproc} on CUDA needs {nproc} GPUs (one per rank, "
+                                f"nccl); this machine has {have}. Lower --nproc, or use "
+                                "--device cpu (gloo)")
+
+
 def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
     """Contiguous shard [lo, hi) of rank ``rank``: sizes differ by at most one."""
     base, extra = divmod(n, world)
@@ -502,13 +518,7 @@ def run_worker(options: Mapping[str, Any]) -> int:
                     status, message = "diverged", next(
                         (r["message"] for r in auditor.records if r["record"] == "diverged"), None)
             except BaseException as exc:  # noqa: BLE001 - recorded, results written, re-raised
-                if isinstance(exc, KeyboardInterrupt):
-                    status = "interrupted"
-                    message = (f"interrupted by the user at step {progress['step']} (rank "
-                               f"{rank}, run {i})")
-                else:
-                    status = "error"
-                    message = f"rank {rank}, run {i} failed: {_one_line(exc)}"
+                status, message = failure_status(exc, rank, i, progress)
                 if auditor is not None:
                     auditor.close(status, message)
                     records.extend(auditor.records)
@@ -527,6 +537,16 @@ def run_worker(options: Mapping[str, Any]) -> int:
     except BaseException as exc:  # noqa: BLE001 - the launcher names the first failed rank
         _write_error(out, rank, progress, exc)
         raise
+
+
+def failure_status(exc: BaseException, rank: int, run: int,
+                   progress: Mapping[str, Any]) -> tuple[str, str]:
+    """(status, message) a rank records when its loop raises: ``interrupted`` for Ctrl-C
+    (the launcher's SIGINT), ``error`` otherwise."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", (f"interrupted by the user at step {progress.get('step')} (rank "
+                               f"{rank}, run {run})")
+    return "error", f"rank {rank}, run {run} failed: {_one_line(exc)}"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -296,7 +296,7 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
     """
     from ..auditor.audit import AuditConfig, run_audit
     from ..auditor.decentralized import check_method_options
-    from ..auditor.distributed import check_split
+    from ..auditor.distributed import check_devices, check_split
     from ..auditor.probes import make_probes
 
     check_split(batch_size, None, nproc)      # --nproc 0: one-line error, exit 2
@@ -308,6 +308,12 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
     ids = parse_bound_ids(bounds_)
     assumed = parse_assume(assume)
     dev = resolve_device(device)
+    if nproc > 1 and device == "auto" and dev.startswith("cuda"):
+        import torch
+        if torch.cuda.device_count() < nproc:
+            click.echo(f"--device auto: {torch.cuda.device_count()} GPU(s) for {nproc} ranks; "
+                       "running on cpu with gloo", err=True)
+            dev = "cpu"
     w = build_workload(workload, model, data, loss, parse_workload_options(workload_option),
                        seed, dtype, dev)
     config = AuditConfig(workload=w, optimizer=spec, steps=steps, batch_size=batch_size,
@@ -318,6 +324,7 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
                                                 init_spread, init_along)})
     if nproc > 1:
         check_split(batch_size, w.n, nproc)   # before anything is launched
+        check_devices(str(dev), nproc)
         return _run_distributed(config, nproc, fmt, fail_on, locals())
     click.echo(f"auditing {w.name} with {spec.label()} on {dev}: {steps} steps × {seeds} "
                f"seed(s), probes {probes} → {out}", err=True)

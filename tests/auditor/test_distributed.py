@@ -245,3 +245,15 @@ def test_ctrl_c_under_nproc_stops_every_rank_and_keeps_every_finished_step(tmp_p
     cfg = str(out / ".distributed" / "config.json")
     left = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert cfg not in left, "a rank or the launcher's agent is still running"
+
+
+def test_check_devices_one_gpu_per_rank():
+    from approx_audit.auditor.distributed import check_devices
+
+    check_devices("cpu", 8)                         # gloo: any number of processes
+    check_devices("cuda", 2, available=2)
+    check_devices("cuda", 1, available=0)           # one process: not distributed
+    with pytest.raises(InvalidValueError, match="needs 4 GPUs .* this machine has 2"):
+        check_devices("cuda", 4, available=2)
+    with pytest.raises(InvalidValueError, match="give --device cuda"):
+        check_devices("cuda:1", 2, available=2)
