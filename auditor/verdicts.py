@@ -1020,7 +1020,10 @@ def rule(bound: Bound, runs: Sequence[RunData], facts: Facts, spec: Mapping[str,
                  + [f"{s}: an excess would not prove a violation" for s in nonconservative]
                  + notes)
     if not (point_excess > 0).any():
-        tight = int(np.argmin(pred / np.where(mean > 0, mean, np.nan))) if (mean > 0).any() else -1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = pred / np.where(mean > 0, mean, np.nan)
+        # where the observation is 0 (e.g. right after local SGD's averaging) there is no ratio
+        tight = int(np.nanargmin(ratio)) if np.isfinite(ratio).any() else -1
         at = f"; tightest at K = {K[tight]:g}, looseness {loose[tight]:.3g}" if tight >= 0 else ""
         v.verdict = "consistent"
         v.reason = (f"observed ≤ predicted at all {len(K)} checkpoints"

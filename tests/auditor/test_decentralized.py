@@ -293,6 +293,8 @@ def test_local_sgd_agrees_right_after_each_average(local5):
     v = _verdict(local5_out, "local_sgd.consensus.stich_2019")
     assert v["verdict"] == "consistent", v["reason"]
     assert v["hyperparameters"]["H"] == 5
+    assert "looseness inf" not in v["reason"]      # observed 0 after an averaging: no ratio
+    assert v["looseness"]["final"] is None and v["looseness"]["min"] >= 1
     pred = dict(zip(v["series"]["k"], v["series"]["predicted"]))
     assert all(pred[k] == 0.0 for k in pred if k % 5 == 0) and pred[3] > 0
 
