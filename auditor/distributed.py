@@ -30,9 +30,16 @@ their values go through one ``all_reduce`` of one flat float64 vector. What is r
                     spread of their local mean gradients m_r around ḡ (Chan et al.):
                     ((Σ (n_r − 1) σ²_r) + Σ n_r ‖m_r − ḡ‖²) / (B − 1); ``gradient_noise_batch``
                     = σ²/B and ``gradient_snr`` follow — the one-process values, to rounding.
-any other key       (``local_smoothness``, ``convexity_gap_normalized``, ``sharpness*``,
-                    ``adam_sharpness*``): the mean over ranks of the local-batch (B/N)
-                    estimates, listed in the start record's ``distributed.rank_mean_keys``.
+``local_smoothness``, ``convexity_gap_normalized``
+                    of the global batch, exactly: each rank's gradient change on its batch,
+                    weighted by its examples, rides in the same all-reduce (d + 1 more floats
+                    at the steps the probe is scheduled), so the secant is
+                    ‖Σ n_r Δg_r / B‖/‖Δx‖ — the one-process value, to rounding. (A mean of
+                    the ranks' own secants would over-estimate it: by the triangle inequality
+                    it can exceed L, so it would not be a lower estimate of L.)
+any other key       (``sharpness*``, ``adam_sharpness*``): the mean over ranks of the
+                    local-batch (B/N) estimates, listed in the start record's
+                    ``distributed.rank_mean_keys``; never used as a lower estimate of L.
 
 Gradient noise from the ranks at no extra pass (keys of the pseudo-probe
 ``dist_gradient_noise``, every step, minibatch runs only): a DDP communication hook copies each
@@ -96,7 +103,8 @@ LINEAR_KEYS = frozenset({"loss", "loss_after", "convexity_gap", "convexity_gap_r
                          "convexity_numerator", "convexity_denominator"})
 # computed here from global quantities (never averaged)
 _RECOMPUTED = frozenset({"grad_norm", "grad_inf_norm", "effective_lr", "convexity_ratio",
-                         "gradient_noise", "gradient_noise_batch", "gradient_snr"})
+                         "gradient_noise", "gradient_noise_batch", "gradient_snr",
+                         "local_smoothness", "convexity_gap_normalized"})
 DIST_KEYS = ("dist_gradient_noise", "dist_gradient_noise_local", "dist_gradient_noise_batch")
 
 
@@ -267,7 +275,13 @@ class DistributedAuditor(Auditor):
         n_r = float(_rows_of(ctx.X))
         spread = float((m_r - gbar).pow(2).sum()) if gbar is not None and m_r is not None else 0.0
         keys = self._keys
-        vec = torch.zeros(2 * len(keys) + 4, dtype=torch.float64)
+        # the local-smoothness secant of the GLOBAL batch: Σ n_r Δg_r rides in the same
+        # all-reduce whenever that probe is scheduled (the schedule is the same on every rank;
+        # a rank whose probe failed sends zeros and a zero count)
+        ls_due = any(p.name == "local_smoothness" and p.due(ctx.step) for p in self.probes)
+        delta = ctx.cache.get("batch_grad_delta") if ls_due else None
+        dim = int(ctx.flat_before.numel()) if ls_due and ctx.flat_before is not None else 0
+        vec = torch.zeros(2 * len(keys) + 4 + (dim + 1 if dim else 0), dtype=torch.float64)
         for i, k in enumerate(keys):
             v = values.get(k)
             if v is not None:
@@ -280,6 +294,9 @@ class DistributedAuditor(Auditor):
             vec[j + 1] = 1.0
         vec[j + 2] = n_r * spread
         vec[j + 3] = spread
+        if dim and delta is not None and delta.numel() == dim:
+            vec[j + 4:j + 4 + dim] = n_r * delta.detach().to("cpu", torch.float64)
+            vec[j + 4 + dim] = n_r
         vec = vec.to(_collective_device())
         dist.all_reduce(vec, op=dist.ReduceOp.SUM)
         vec = vec.cpu()
@@ -304,6 +321,21 @@ class DistributedAuditor(Auditor):
                 out["effective_lr"] = u / gn if (u is not None and gn) else None
                 if out["effective_lr"] is not None:
                     notes.pop("effective_lr", None)
+        if dim and "local_smoothness" in values:
+            counted = float(vec[j + 4 + dim])
+            step = ctx.flat_after.double() - ctx.flat_before.double()
+            step_sq = float(step.pow(2).sum())
+            if counted == self.global_batch and step_sq > 0:
+                dg = vec[j + 4:j + 4 + dim] / counted
+                out["local_smoothness"] = math.sqrt(float(dg.pow(2).sum()) / step_sq)
+                gap = out.get("convexity_gap")
+                if gap is not None and out["local_smoothness"] > 0:
+                    out["convexity_gap_normalized"] = gap / (0.5 * out["local_smoothness"]
+                                                             * step_sq)
+            else:
+                for k in ("local_smoothness", "convexity_gap_normalized"):
+                    out[k] = None
+                    notes[k] = "not measured on every rank at this step"
         if "convexity_ratio" in values:
             num, den = out.get("convexity_numerator"), out.get("convexity_denominator")
             out["convexity_ratio"] = num / den if (num is not None and den) else None

@@ -295,13 +295,22 @@ def collect_constants(runs: Sequence[RunData], facts: Facts,
     v, cnt = run_max("full_smoothness")
     add("L", v, "lower", f"max over {cnt} pairs of consecutive full-data checkpoints of the "
                          "secant ‖∇F(x_b) − ∇F(x_a)‖/‖x_b − x_a‖ (every secant is ≤ L)")
+    # keys a multi-process run recorded as a mean over ranks of per-shard values: a mean of
+    # shard secants or shard Rayleigh quotients can exceed L of the whole objective, so it is
+    # no lower estimate of L
+    rank_mean: set[str] = set()
+    for r in runs:
+        for section in ("distributed", "decentralized"):
+            rank_mean |= set((r.start.get(section) or {}).get("rank_mean_keys") or ())
     if full_batch:
-        v, cnt = run_max("local_smoothness")
-        add("L", v, "lower", f"max over {cnt} steps of ‖∇F(x_t+1) − ∇F(x_t)‖/‖x_t+1 − x_t‖ "
-                             "(full batch)")
-        v, cnt = run_max("sharpness")
-        add("L", v, "lower", f"max over {cnt} checkpoints of the Hessian's top eigenvalue "
-                             "(Rayleigh quotient ≤ λ_max ≤ L, full batch)")
+        if "local_smoothness" not in rank_mean:
+            v, cnt = run_max("local_smoothness")
+            add("L", v, "lower", f"max over {cnt} steps of ‖∇F(x_t+1) − ∇F(x_t)‖/‖x_t+1 − x_t‖ "
+                                 "(full batch)")
+        if "sharpness" not in rank_mean:
+            v, cnt = run_max("sharpness")
+            add("L", v, "lower", f"max over {cnt} checkpoints of the Hessian's top eigenvalue "
+                                 "(Rayleigh quotient ≤ λ_max ≤ L, full batch)")
     # PL ratios with the exact f*, where F − f* is well above rounding (near the optimum the
     # ratio of two rounding-sized numbers says nothing)
     floor = 1e4 * _eps(facts.dtype) * max(1.0, abs(facts.f_star or 0.0))

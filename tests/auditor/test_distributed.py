@@ -135,7 +135,7 @@ def test_ddp_trajectory_equals_single_process(single, ddp):
         for k in ("loss", "grad_norm", "grad_inf_norm", "update_norm", "effective_lr",
                   "full_loss", "full_grad_norm", "gradient_noise", "gradient_noise_batch",
                   "gradient_snr", "loss_after", "convexity_gap", "convexity_gap_reverse",
-                  "convexity_ratio"):
+                  "convexity_ratio", "local_smoothness", "convexity_gap_normalized"):
             if ra.get(k) is not None:
                 assert _close(ra[k], rb[k], 1e-6), (ra["step"], k, ra[k], rb[k])
     ra_, rb_ = (json.loads((d / "results.json").read_text()) for d in (single, ddp))
@@ -161,11 +161,17 @@ def test_reduced_values_equal_the_gathered_rank_values(ddp):
             if k in SAME_KEYS and vals[0] is not None:
                 assert vals[0] == vals[1] == v, k          # identical on every rank
                 checked.add(k)
-            elif k in LINEAR_KEYS or k in ("local_smoothness", "convexity_gap_normalized"):
+            elif k in LINEAR_KEYS:
                 if None not in vals:
                     mean = sum(ni * vi for ni, vi in zip(n, vals)) / sum(n)
                     assert _close(v, mean, 1e-12), k
                     checked.add(k)
+        if rec.get("local_smoothness") is not None:
+            # the global-batch secant (exact, recomputed) never exceeds the ranks' mean secant
+            # (triangle inequality) — which is why that mean is not used as a lower bound on L
+            own = [r["values"]["local_smoothness"] for r in ranks]
+            assert rec["local_smoothness"] <= sum(own) / 2 * (1 + 1e-12)
+            checked.add("local_smoothness")
         spreads = [r["spread"] for r in ranks]
         d = dist_noise(sum(spreads), 2, 16)
         for k in DIST_KEYS:
@@ -176,7 +182,29 @@ def test_reduced_values_equal_the_gathered_rank_values(ddp):
             assert _close(rec["gradient_noise"], pooled, 1e-12)
             assert _close(rec["gradient_noise_batch"], pooled / 32, 1e-12)
             checked.add("gradient_noise")
-    assert {"loss", "update_norm", "full_loss", "loss_after", "gradient_noise"} <= checked
+    assert {"loss", "update_norm", "full_loss", "loss_after", "gradient_noise",
+            "local_smoothness"} <= checked
+
+
+def test_rank_means_are_no_lower_estimate_of_L():
+    """A full-batch multi-process run's per-shard curvature means (rank_mean_keys) must not
+    become lower bounds on L; the same values from a one-process run do."""
+    from approx_audit.auditor.verdicts import Facts, collect_constants, runs_from_records
+
+    facts = Facts("toy", True, False, 0.0, None, {}, 10, 2, "float64")
+
+    def records(section):
+        start = {"record": "start", "run": 0, "full_batch": True}
+        if section:
+            start[section] = {"rank_mean_keys": ["sharpness", "local_smoothness"]}
+        return [start, {"record": "step", "run": 0, "step": 0, "k": 1, "sharpness": 7.0,
+                        "local_smoothness": 5.0}]
+
+    one = collect_constants(runs_from_records(records(None)), facts)
+    assert one["L"].lo == 7.0
+    for section in ("distributed", "decentralized"):
+        multi = collect_constants(runs_from_records(records(section)), facts)
+        assert "L" not in multi
 
 
 def test_dist_gradient_noise_is_a_sensible_estimate(ddp):
