@@ -41,6 +41,14 @@ any other key       (``sharpness*``, ``adam_sharpness*``): the mean over ranks o
                     local-batch (B/N) estimates, listed in the start record's
                     ``distributed.rank_mean_keys``; never used as a lower estimate of L.
 
+Full-data values (checkpoints ``full_loss``/``full_grad_norm``, the PL ratio, ``full_smoothness``,
+the averaged iterates' losses) are sharded: rank r evaluates F and ∇F on its contiguous 1/N of
+the full training set, weighted by its share, and one all-reduce sums them — F and ∇F at the
+(synchronized) parameters, to rounding, at 1/N of the work per rank. Every rank joins that
+all-reduce whenever a probe that needs it is scheduled (the schedule is the same on every rank,
+so a probe that failed on one rank cannot desynchronize the collectives). After an error or a
+Ctrl-C the final checkpoint is evaluated locally on the whole data (no collective).
+
 Gradient noise from the ranks at no extra pass (keys of the pseudo-probe
 ``dist_gradient_noise``, every step, minibatch runs only): a DDP communication hook copies each
 rank's local gradient m_r before the all-reduce; after backward every rank has ḡ, computes
@@ -105,6 +113,8 @@ LINEAR_KEYS = frozenset({"loss", "loss_after", "convexity_gap", "convexity_gap_r
 _RECOMPUTED = frozenset({"grad_norm", "grad_inf_norm", "effective_lr", "convexity_ratio",
                          "gradient_noise", "gradient_noise_batch", "gradient_snr",
                          "local_smoothness", "convexity_gap_normalized"})
+ENV_FULL_DATA = "APPROX_AUDIT_FULL_DATA"        # auto (default) | sharded | replicated
+SHARD_MARGIN = 20.0   # auto: shard when a rank saves more than 20 small all-reduces' time
 DIST_KEYS = ("dist_gradient_noise", "dist_gradient_noise_local", "dist_gradient_noise_batch")
 
 
@@ -131,6 +141,15 @@ def check_split(batch_size: int | None, n: int | None, nproc: int) -> None:
     elif n < nproc:
         raise InvalidValueError(f"full batch: {n} examples cannot be sharded over {nproc} "
                                 "processes; lower --nproc")
+
+
+def full_data_mode() -> str:
+    """``APPROX_AUDIT_FULL_DATA`` (auto, sharded or replicated; see
+    :meth:`DistributedAuditor._sharding`), checked: anything else is a one-line error."""
+    want = (os.environ.get(ENV_FULL_DATA) or "auto").strip().lower()
+    if want not in ("auto", "sharded", "replicated"):
+        raise InvalidValueError(f"{ENV_FULL_DATA}={want}: give auto, sharded or replicated")
+    return want
 
 
 def check_devices(device: str, nproc: int, available: int | None = None) -> None:
@@ -217,6 +236,10 @@ class DistributedAuditor(Auditor):
         self.loss_scale = float(loss_scale)
         self.gather = bool(gather)
         self._gbar: Tensor | None = None
+        self._collectives = True        # off once a rank may be gone (error, Ctrl-C)
+        self._full_examples = 0         # examples this rank evaluated for full-data values
+        self._full_mode: str | None = None          # sharded | replicated, decided once
+        self._full_timing: dict[str, Any] = {}
         super().__init__(model, optimizer, **kwargs)
         keys: set[str] = set()
         for p in self.probes:
@@ -237,18 +260,142 @@ class DistributedAuditor(Auditor):
                 "rank_mean_keys": sorted(k for k in self._keys_of_probes()
                                          if k not in SAME_KEYS | LINEAR_KEYS | _RECOMPUTED),
                 "costs": "the end record's costs are rank 0's passes (on B/N examples); "
-                         "train_examples counts the global batch"}
+                         "train_examples counts the global batch",
+                "full_data": "F and its gradient on the full training set (checkpoints, "
+                             "averaged iterates): sharded (each rank evaluates its contiguous "
+                             "1/N, one all-reduce sums them) or replicated (every rank the "
+                             "whole data), decided at the first evaluation "
+                             f"({ENV_FULL_DATA}=auto|sharded|replicated); the end record's "
+                             "costs.full_data says which, with the timings, and "
+                             "full_data_examples_rank0 counts rank 0's examples"}
         elif kind == "step":
             record = {**record, "batch_size": self.global_batch}
         elif kind == "end":
             costs = dict(record.get("costs") or {})
             costs["train_examples"] = self.costs.train_steps * self.global_batch
             costs["world_size"] = self.world
+            costs["full_data_examples_rank0"] = self._full_examples
+            costs["full_data"] = {"mode": self._full_mode, **self._full_timing}
             record = {**record, "costs": costs}
         super()._emit(record)
 
     def _keys_of_probes(self) -> set[str]:
         return {k for p in self.probes for k in p.keys}
+
+    # ---- the full-data objective, sharded: rank r evaluates its contiguous shard of the full
+    # training set and one all-reduce sums the shard-weighted values (the parameters are the
+    # same on every rank, so this is F and ∇F at x, to rounding, at 1/N of the work)
+    def _sharding(self) -> bool:
+        """Shard the full-data values? Decided once, at the first full-data evaluation, the
+        same way on every rank: ``APPROX_AUDIT_FULL_DATA=sharded|replicated`` forces it;
+        ``auto`` (the default) times, on every rank, one full-data F and ∇F on the whole data
+        and one small all-reduce, takes the maxima over ranks (one all-reduce, so the decision
+        is identical everywhere), and shards when the work a rank would save per evaluation,
+        (1 − 1/N)·t_full, exceeds SHARD_MARGIN collectives. On small data a collective in the
+        middle of a step costs more than it saves (benchmarks/distributed_full_data.py)."""
+        if not self._collectives or self.full_X is None or _rows_of(self.full_X) < self.world:
+            return False
+        return self._full_mode == "sharded"
+
+    def _decide_full_mode(self, params) -> Any:
+        """The first full-data evaluation: measure and decide (see :meth:`_sharding`); returns
+        its (replicated) result when one was computed, else None."""
+        import torch.distributed as dist
+        from . import measure as M
+
+        want = full_data_mode()
+        if want != "auto" or self.full_X is None or _rows_of(self.full_X) < self.world:
+            self._full_mode = "sharded" if want == "sharded" else "replicated"
+            return None
+        t0 = time.perf_counter()
+        r = M.loss_and_grad(self.f, params, self.full_X, self.full_y)
+        t_full = time.perf_counter() - t0
+        self._full_examples += _rows_of(self.full_X)
+        ping = torch.zeros(1, dtype=torch.float64).to(_collective_device())
+        laps = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            dist.all_reduce(ping, op=dist.ReduceOp.SUM)
+            laps.append(time.perf_counter() - t0)
+        t_coll = sorted(laps)[1]
+        both = torch.tensor([t_full, t_coll], dtype=torch.float64).to(_collective_device())
+        dist.all_reduce(both, op=dist.ReduceOp.MAX)
+        t_full, t_coll = (float(v) for v in both.cpu())
+        saved = (1.0 - 1.0 / self.world) * t_full
+        self._full_mode = "sharded" if saved > SHARD_MARGIN * t_coll else "replicated"
+        self._full_timing = {"full_pass_ms": 1e3 * t_full, "collective_ms": 1e3 * t_coll,
+                             "rule": f"shard when (1 - 1/N) t_full > {SHARD_MARGIN:g} "
+                                     "t_collective (maxima over ranks, first evaluation)"}
+        return r
+
+    def _shard(self):
+        n = _rows_of(self.full_X)
+        lo, hi = shard_bounds(n, self.rank, self.world)
+        self._full_examples += hi - lo
+        return self.full_X[lo:hi], self.full_y[lo:hi], (hi - lo) / n
+
+    def _full_loss_and_grad(self, params):
+        if self._full_mode is None and self._collectives:
+            first = self._decide_full_mode(params)
+            if first is not None:
+                return first
+        if not self._sharding():
+            if self.full_X is not None:
+                self._full_examples += _rows_of(self.full_X)
+            return super()._full_loss_and_grad(params)
+        import torch.distributed as dist
+        from . import measure as M
+
+        X, y, w = self._shard()
+        r = M.loss_and_grad(self.f, params, X, y)
+        names = list(r.grad)
+        flat = torch.cat([torch.tensor([r.loss], dtype=torch.float64)]
+                         + [r.grad[k].detach().reshape(-1).to("cpu", torch.float64)
+                            for k in names]) * w
+        flat = flat.to(_collective_device())
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat = flat.cpu()
+        grad, i = {}, 1
+        for k in names:
+            g = r.grad[k]
+            grad[k] = flat[i:i + g.numel()].view(g.shape).to(g.device, g.dtype)
+            i += g.numel()
+        gsq = float(flat[1:].pow(2).sum())
+        return M.LossAndGrad(loss=float(flat[0]), grad=grad, grad_norm_sq=gsq, cost=r.cost)
+
+    def _full_loss(self, params) -> float:
+        if self._full_mode is None and self._collectives:
+            self._decide_full_mode(params)
+        if not self._sharding():
+            if self.full_X is not None:
+                self._full_examples += _rows_of(self.full_X)
+            return super()._full_loss(params)
+        import torch.distributed as dist
+
+        X, y, w = self._shard()
+        with torch.no_grad():
+            v = torch.tensor([float(self.f(params, X, y)) * w], dtype=torch.float64)
+        v = v.to(_collective_device())
+        dist.all_reduce(v, op=dist.ReduceOp.SUM)
+        return float(v.cpu()[0])
+
+    def _prefill(self, ctx) -> None:
+        """The full-data F and ∇F at x_{t+1}, sharded, whenever a probe that shares it is
+        scheduled (the schedule is the same on every rank, so every rank joins the all-reduce,
+        even one whose probe has failed)."""
+        if self.full_X is None or not self._collectives:
+            return
+        due = [p.name for p in self.probes
+               if p.name in ("full_batch", "pl_ratio") and p.due(ctx.step)]
+        if due:
+            r = self._full_loss_and_grad(ctx.params_after)
+            ctx.cache["full_loss_and_grad"] = r
+            self.costs.add_probe(due[0], r.cost)     # the probes then find it in the cache
+
+    def close(self, status: str | None = None, message: str | None = None):
+        if status in ("error", "interrupted"):
+            self._collectives = False      # another rank may be gone: no collective any more
+        return super().close(status, message)
 
     def _flat_grad(self) -> Tensor:
         """The LOCAL gradient m_r (captured before DDP's average), so that every probe of this

@@ -257,16 +257,30 @@ class Auditor:
         out = {}
         with torch.no_grad():
             for key, p in (("avg_loss_0", avg0), ("avg_loss_1", avg1), ("wavg_loss", wavg)):
-                out[key] = float(self.f(FlatParams(p, self._layout), self.full_X, self.full_y))
+                out[key] = self._full_loss(FlatParams(p, self._layout))
         self.costs.add_probe("averages", Cost(forward=3))
         return out
+
+    # the full-data objective: hooks for the distributed auditor, which shards it over ranks
+    def _full_loss_and_grad(self, params: Any) -> M.LossAndGrad:
+        """F and ∇F on the full training set (1 forward, 1 backward)."""
+        return M.loss_and_grad(self.f, params, self.full_X, self.full_y)
+
+    def _full_loss(self, params: Any) -> float:
+        """F on the full training set (1 forward, no gradient)."""
+        with torch.no_grad():
+            return float(self.f(params, self.full_X, self.full_y))
+
+    def _prefill(self, ctx: ProbeContext) -> None:
+        """Before the step's probes: values several probes share (nothing here; the
+        distributed auditor computes the sharded full-data gradient once, on every rank)."""
 
     def _initial_checkpoint(self) -> None:
         x0 = self._params()
         self._x0 = x0
         rec: dict[str, Any] = {"record": "init", "k": 0, **self._checkpoint_values(x0)}
         if self.full_X is not None:
-            r = M.loss_and_grad(self.f, x0, self.full_X, self.full_y)
+            r = self._full_loss_and_grad(x0)
             self.costs.add_probe("checkpoints", r.cost)
             rec["full_loss"] = r.loss
             rec["full_grad_norm"] = math.sqrt(r.grad_norm_sq)
@@ -338,6 +352,7 @@ class Auditor:
                            flat_grad=grad_before.flat)
         values: dict[str, Any] = {}
         notes: dict[str, str] = {}
+        self._prefill(ctx)
         for probe in self.probes:
             if probe.name in self.probe_errors or not probe.due(t):
                 continue
@@ -394,7 +409,7 @@ class Auditor:
                 and self._last_checkpoint_k != self.step):
             try:
                 x = self._params()
-                r = M.loss_and_grad(self.f, x, self.full_X, self.full_y)
+                r = self._full_loss_and_grad(x)
                 self.costs.add_probe("checkpoints", r.cost)
                 rec = {"record": "final", "k": self.step, "full_loss": r.loss,
                        "full_grad_norm": math.sqrt(r.grad_norm_sq),

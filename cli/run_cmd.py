@@ -296,7 +296,7 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
     """
     from ..auditor.audit import AuditConfig, run_audit
     from ..auditor.decentralized import check_method_options
-    from ..auditor.distributed import check_devices, check_split
+    from ..auditor.distributed import check_devices, check_split, full_data_mode
     from ..auditor.probes import make_probes
 
     check_split(batch_size, None, nproc)      # --nproc 0: one-line error, exit 2
@@ -325,6 +325,7 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
     if nproc > 1:
         check_split(batch_size, w.n, nproc)   # before anything is launched
         check_devices(str(dev), nproc)
+        full_data_mode()                      # APPROX_AUDIT_FULL_DATA, checked here
         return _run_distributed(config, nproc, fmt, fail_on, locals())
     click.echo(f"auditing {w.name} with {spec.label()} on {dev}: {steps} steps × {seeds} "
                f"seed(s), probes {probes} → {out}", err=True)

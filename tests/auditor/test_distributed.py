@@ -49,7 +49,8 @@ def single(tmp_path_factory):
 def ddp(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     r = _run([*ARGS, "--nproc", "2", "-o", str(out)],
-             env={"OMP_NUM_THREADS": "1", "APPROX_AUDIT_TEST_GATHER": "1"})
+             env={"OMP_NUM_THREADS": "1", "APPROX_AUDIT_TEST_GATHER": "1",
+                  "APPROX_AUDIT_FULL_DATA": "sharded"})
     log = out / ".distributed" / "launch.log"
     assert r.exit_code == 0, r.output + (log.read_text() if log.exists() else "")
     return out
@@ -112,13 +113,18 @@ def test_dist_noise_from_two_local_gradients():
 # --------------------------------------------------------------------------- CLI errors
 
 @pytest.mark.parametrize("extra, needle", [(["--nproc", "0"], "--nproc 0"),
-                                            (["-B", "33", "--nproc", "2"], "--batch-size 33")])
+                                            (["-B", "33", "--nproc", "2"], "--batch-size 33"),
+                                            (["--nproc", "2", "ENV"], "APPROX_AUDIT_FULL_DATA")])
 def test_cli_errors_are_one_line(tmp_path, extra, needle):
+    env = None
+    if "ENV" in extra:
+        extra = [e for e in extra if e != "ENV"]
+        env = {"APPROX_AUDIT_FULL_DATA": "halved"}
     args = [a for a in ARGS]
     if "-B" in extra:
         i = args.index("-B")
         del args[i:i + 2]
-    r = _run([*args, *extra, "-o", str(tmp_path / "x")])
+    r = _run([*args, *extra, "-o", str(tmp_path / "x")], env)
     assert r.exit_code == 2, r.output
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0]
@@ -146,6 +152,38 @@ def test_ddp_trajectory_equals_single_process(single, ddp):
     start = read_trace(ddp / "trace.jsonl")[0]
     assert start["world_size"] == 2 and start["distributed"]["backend"] == "gloo"
     assert [v["verdict"] for v in ra_["verdicts"]] == [v["verdict"] for v in rb_["verdicts"]]
+
+
+def test_full_data_values_are_sharded_over_the_ranks(single, ddp):
+    """Each rank evaluates F and ∇F on its half of the data (one all-reduce sums them): rank 0
+    saw half the examples per full-data evaluation, and the values equal the one-process ones
+    (checked in test_ddp_trajectory_equals_single_process)."""
+    from approx_audit.auditor.distributed import shard_bounds
+
+    recs = read_trace(ddp / "trace.jsonl")
+    start, end = recs[0], recs[-1]
+    n = start["facts"]["n"]
+    checkpoints = [r for r in recs if r["record"] in ("init", "final")
+                   or (r["record"] == "step" and "full_loss" in r)]
+    # F and ∇F at each checkpoint, and F at the three averaged iterates where recorded
+    evaluations = sum(1 + 3 * ("avg_loss_0" in r) for r in checkpoints)
+    assert evaluations > len(checkpoints)
+    lo, hi = shard_bounds(n, 0, 2)
+    assert end["costs"]["full_data_examples_rank0"] == evaluations * (hi - lo)
+    assert hi - lo < n and "sharded" in start["distributed"]["full_data"]
+    assert end["costs"]["full_data"]["mode"] == "sharded"
+
+
+def test_full_data_mode_auto_is_measured_and_recorded(crashed):
+    """By default the mode is decided from a timed full pass and a timed collective (maxima
+    over ranks), recorded with the rule in the end record."""
+    out, _ = crashed
+    end = [r for r in read_trace(out / "trace.jsonl") if r["record"] == "end"][-1]
+    fd = end["costs"]["full_data"]
+    assert fd["mode"] in ("sharded", "replicated")
+    assert fd["full_pass_ms"] > 0 and fd["collective_ms"] > 0
+    saved = 0.5 * fd["full_pass_ms"]
+    assert (fd["mode"] == "sharded") == (saved > 20 * fd["collective_ms"])
 
 
 def test_reduced_values_equal_the_gathered_rank_values(ddp):
