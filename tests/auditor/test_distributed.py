@@ -323,3 +323,22 @@ def test_check_devices_one_gpu_per_rank():
         check_devices("cuda", 4, available=2)
     with pytest.raises(InvalidValueError, match="give --device cuda"):
         check_devices("cuda:1", 2, available=2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2,
+                    reason="needs two CUDA devices (nccl: one GPU per rank)")
+def test_nccl_ddp_trajectory_equals_single_process_on_gpus(tmp_path):
+    """The same check as on gloo, on CUDA with nccl (rank r on cuda:r)."""
+    args = [*ARGS, "--device", "cuda"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    r1 = _run([*args, "-o", str(one)])
+    r2 = _run([*args, "--nproc", "2", "-o", str(two)], env={"OMP_NUM_THREADS": "1"})
+    log = two / ".distributed" / "launch.log"
+    assert r1.exit_code == 0 and r2.exit_code == 0, r2.output + (
+        log.read_text() if log.exists() else "")
+    assert read_trace(two / "trace.jsonl")[0]["distributed"]["backend"] == "nccl"
+    a, b = _steps(one / "trace.jsonl"), _steps(two / "trace.jsonl")
+    for ra, rb in zip(a, b):
+        for k in ("loss", "grad_norm", "update_norm", "full_loss", "local_smoothness"):
+            if ra.get(k) is not None:
+                assert _close(ra[k], rb[k], 1e-5), (ra["step"], k, ra[k], rb[k])
