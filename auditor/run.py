@@ -45,6 +45,42 @@ from .measure import Cost
 from .probes import Probe, ProbeContext, make_probes
 from .trace import TraceWriter
 
+
+class _DeferSigint:
+    """Holds a Ctrl-C back while a step's record is appended, written and counted, so that an
+    interrupt never leaves a step counted in memory but missing from the trace (or half
+    written); the KeyboardInterrupt is raised right after the block. Main thread only."""
+
+    __slots__ = ("old", "got")
+
+    def __enter__(self) -> "_DeferSigint":
+        import signal
+        import threading
+
+        self.old, self.got = None, None
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self.old = signal.signal(signal.SIGINT, self._hold)
+            except (ValueError, OSError):
+                self.old = None
+        return self
+
+    def _hold(self, signum, frame) -> None:
+        self.got = (signum, frame)
+
+    def __exit__(self, *exc) -> bool:
+        import signal
+
+        if self.old is None:
+            return False
+        signal.signal(signal.SIGINT, self.old)
+        if self.got is not None:
+            if callable(self.old):
+                self.old(*self.got)          # the default handler raises KeyboardInterrupt
+            elif self.old == signal.SIG_DFL:
+                raise KeyboardInterrupt
+        return False
+
 __all__ = ["AuditError", "Auditor", "RunCosts", "train"]
 
 
@@ -382,8 +418,9 @@ class Auditor:
         rec["time"] = time.perf_counter() - self._t0
         if notes:
             rec["notes"] = notes
-        self.step += 1
-        self._emit(rec)
+        with _DeferSigint():                 # the count and the trace line go together
+            self._emit(rec)
+            self.step += 1
         u = values.get("update_norm")
         finite = math.isfinite(u) if u is not None else bool(torch.isfinite(params_after.flat).all())
         if not finite:

@@ -423,3 +423,37 @@ def test_cuda_run_gives_the_same_verdicts_as_cpu():
     assert [v.verdict for v in res["cpu"].verdicts] == [v.verdict for v in res["cuda"].verdicts]
     a, b = by_id(res["cpu"], DRORI), by_id(res["cuda"], DRORI)
     assert math.isclose(a.series["observed"][-1], b.series["observed"][-1], rel_tol=1e-6)
+
+
+def test_a_ctrl_c_during_a_step_record_is_held_until_it_is_written(tmp_path, logistic):
+    """SIGINT raised while the step record is being written: the record is complete in the
+    trace and counted, then KeyboardInterrupt follows (no step in memory but not on disk)."""
+    import os
+
+    from approx_audit.auditor import run as run_mod
+
+    cfg_model = logistic.fresh_model()
+    opt = torch.optim.SGD(cfg_model.parameters(), lr=0.1)
+    aud = run_mod.Auditor(cfg_model, opt, workload=logistic, probes="loss", out=tmp_path)
+    orig = aud.writer.write
+    fired = []
+
+    def write_and_interrupt(record):
+        if record.get("record") == "step" and not fired:
+            fired.append(1)
+            os.kill(os.getpid(), signal.SIGINT)       # arrives mid-write
+        return orig(record)
+
+    aud.writer.write = write_and_interrupt
+    X, y = logistic.X[:32], logistic.y[:32]
+    with pytest.raises(KeyboardInterrupt):
+        opt.zero_grad()
+        loss = logistic.objective(cfg_model, X, y)
+        loss.backward()
+        aud.observe(X, y, loss)
+        opt.step()
+    assert aud.step == 1
+    aud.close("interrupted")
+    recs = read_trace(tmp_path / "trace.jsonl")
+    assert [r["step"] for r in recs if r["record"] == "step"] == [0]
+    assert recs[-1]["record"] == "end" and recs[-1]["steps"] == 1
