@@ -89,12 +89,12 @@ import torch
 from torch import Tensor
 
 from ..bounds.errors import InvalidValueError
-from .distributed import (ENV_GATHER, _check_same_start, _collective_device, _crash_step,
+from .distributed import (ENV_CRASH_RANK, ENV_CRASH_STEP, ENV_GATHER, CollectiveAuditor,
+                          _check_same_start, _collective_device, _crash_step,
                           _init_process_group, _one_line, _write_error, check_split,
-                          failure_status,
-                          shard_bounds, ENV_CRASH_RANK, ENV_CRASH_STEP)
+                          failure_status, shard_bounds)
 from .measure import Cost
-from .run import Auditor, FlatParams
+from .run import FlatParams
 
 __all__ = ["METHODS", "DecentralizedAuditor", "mixing_matrix", "mixing_spectrum",
            "run_worker", "slowest_direction", "validate_mixing"]
@@ -256,6 +256,7 @@ class _Method:
         communication changes them."""
         if self._x is not None:
             self.last_update = _flat(self.params) - self._x
+            self._x = None
 
     def after_step(self, optimizer, args, kwargs) -> None:
         self._local_update()
@@ -305,7 +306,7 @@ class DPSGD(_Method):
         if self._mixed is not None:
             # x_{t+1} = Σ_j W_ij x_{j,t} + (local step taken from x_t); exactly W x_t when it is 0
             _assign(self.params, self._mixed + self.last_update)
-            self._x = self._mixed = None
+            self._mixed = None
         self.t += 1
 
 
@@ -320,7 +321,6 @@ class LocalSGD(_Method):
         import torch.distributed as dist
 
         self._local_update()
-        self._x = None
         self.t += 1
         if self.t % self.H == 0:
             x = _to_dev(_flat(self.params))
@@ -353,7 +353,6 @@ class EASGD(_Method):
 
     def after_step(self, optimizer, args, kwargs) -> None:
         self._local_update()
-        self._x = None
         if self._elastic is not None:
             _assign(self.params, _flat(self.params) - self.alpha * self._elastic)
             self._center = self._center + self.alpha * self._sum
@@ -384,7 +383,7 @@ def _dec_probe(method: str) -> dict[str, Any]:
             "free": True}
 
 
-class DecentralizedAuditor(Auditor):
+class DecentralizedAuditor(CollectiveAuditor):
     """The :class:`~.run.Auditor` of one rank of a decentralized run: its probes measure this
     rank's own x_i on its own batch; after every step the values are averaged over ranks (one
     ``all_reduce``) and the consensus probes are added (see the module docstring)."""
@@ -397,7 +396,6 @@ class DecentralizedAuditor(Auditor):
         self.loss_scale = float(loss_scale)
         self.local_batch = local_batch
         self.nonfinite = False
-        self._collectives = True
         super().__init__(model, optimizer, **kwargs)
         self._keys = sorted({k for p in self.probes for k in p.keys})
 
@@ -437,11 +435,6 @@ class DecentralizedAuditor(Auditor):
     def _flat_grad(self) -> Tensor:
         flat = super()._flat_grad()
         return flat / self.loss_scale if self.loss_scale != 1.0 else flat
-
-    def close(self, status: str | None = None, message: str | None = None) -> dict[str, Any]:
-        if status in ("error", "interrupted"):
-            self._collectives = False      # another rank may be gone: no collective any more
-        return super().close(status, message)
 
     # ---- values across ranks
     def _loss_at(self, flat: Tensor) -> float:

@@ -222,7 +222,19 @@ def _capture_then_allreduce(state: _LocalGrads, bucket):
     return default_hooks.allreduce_hook(None, bucket)   # DDP's own averaging, unchanged
 
 
-class DistributedAuditor(Auditor):
+class CollectiveAuditor(Auditor):
+    """An auditor whose ranks meet in collectives: after an error or a Ctrl-C another rank may
+    be gone, so ``close`` makes no collective any more (``_collectives``)."""
+
+    _collectives = True
+
+    def close(self, status: str | None = None, message: str | None = None) -> dict[str, Any]:
+        if status in ("error", "interrupted"):
+            self._collectives = False
+        return super().close(status, message)
+
+
+class DistributedAuditor(CollectiveAuditor):
     """The :class:`~.run.Auditor` of one rank: probes on the local batch, values all-reduced
     after every step (see the module docstring for which key is combined how). Only the
     auditor given ``out`` writes a trace (rank 0's)."""
@@ -236,7 +248,6 @@ class DistributedAuditor(Auditor):
         self.loss_scale = float(loss_scale)
         self.gather = bool(gather)
         self._gbar: Tensor | None = None
-        self._collectives = True        # off once a rank may be gone (error, Ctrl-C)
         self._full_examples = 0         # examples this rank evaluated for full-data values
         self._full_mode: str | None = None          # sharded | replicated, decided once
         self._full_timing: dict[str, Any] = {}
@@ -334,15 +345,23 @@ class DistributedAuditor(Auditor):
         self._full_examples += hi - lo
         return self.full_X[lo:hi], self.full_y[lo:hi], (hi - lo) / n
 
-    def _full_loss_and_grad(self, params):
+    def _replicated(self, params) -> tuple[bool, Any]:
+        """(evaluate the whole data here?, the first evaluation's result when deciding the
+        mode computed one); counts the examples of a whole-data evaluation."""
         if self._full_mode is None and self._collectives:
             first = self._decide_full_mode(params)
             if first is not None:
-                return first
-        if not self._sharding():
-            if self.full_X is not None:
-                self._full_examples += _rows_of(self.full_X)
-            return super()._full_loss_and_grad(params)
+                return True, first
+        if self._sharding():
+            return False, None
+        if self.full_X is not None:
+            self._full_examples += _rows_of(self.full_X)
+        return True, None
+
+    def _full_loss_and_grad(self, params):
+        whole, first = self._replicated(params)
+        if whole:
+            return first if first is not None else super()._full_loss_and_grad(params)
         import torch.distributed as dist
         from . import measure as M
 
@@ -364,12 +383,9 @@ class DistributedAuditor(Auditor):
         return M.LossAndGrad(loss=float(flat[0]), grad=grad, grad_norm_sq=gsq, cost=r.cost)
 
     def _full_loss(self, params) -> float:
-        if self._full_mode is None and self._collectives:
-            self._decide_full_mode(params)
-        if not self._sharding():
-            if self.full_X is not None:
-                self._full_examples += _rows_of(self.full_X)
-            return super()._full_loss(params)
+        whole, first = self._replicated(params)
+        if whole:
+            return first.loss if first is not None else super()._full_loss(params)
         import torch.distributed as dist
 
         X, y, w = self._shard()
@@ -391,11 +407,6 @@ class DistributedAuditor(Auditor):
             r = self._full_loss_and_grad(ctx.params_after)
             ctx.cache["full_loss_and_grad"] = r
             self.costs.add_probe(due[0], r.cost)     # the probes then find it in the cache
-
-    def close(self, status: str | None = None, message: str | None = None):
-        if status in ("error", "interrupted"):
-            self._collectives = False      # another rank may be gone: no collective any more
-        return super().close(status, message)
 
     def _flat_grad(self) -> Tensor:
         """The LOCAL gradient m_r (captured before DDP's average), so that every probe of this
@@ -426,7 +437,9 @@ class DistributedAuditor(Auditor):
         # all-reduce whenever that probe is scheduled (the schedule is the same on every rank;
         # a rank whose probe failed sends zeros and a zero count)
         ls_due = any(p.name == "local_smoothness" and p.due(ctx.step) for p in self.probes)
-        delta = ctx.cache.get("batch_grad_delta") if ls_due else None
+        grads = ctx.cache.get("batch_grads") if ls_due else None
+        delta = None if grads is None else torch.cat(
+            [(grads[2][k] - grads[1][k]).reshape(-1) for k in grads[0]])
         dim = int(ctx.flat_before.numel()) if ls_due and ctx.flat_before is not None else 0
         vec = torch.zeros(2 * len(keys) + 4 + (dim + 1 if dim else 0), dtype=torch.float64)
         for i, k in enumerate(keys):

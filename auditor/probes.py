@@ -351,9 +351,9 @@ class LocalSmoothnessProbe(Probe):
             return {**out, **self._none("the step did not move the parameters (Δx = 0)",
                                         tuple(k for k in self.keys if k != "loss_after"))}
         out["local_smoothness"] = L_hat
-        # the gradient change on this batch, kept for the step (a DDP rank combines the ranks'
-        # changes into the global batch's, whose norm is the exact global-batch secant)
-        ctx.cache["batch_grad_delta"] = torch.cat([(ga[k] - gb[k]).reshape(-1) for k in names])
+        # the two batch gradients, kept for the step by reference (a DDP rank combines the
+        # ranks' changes into the global batch's, whose norm is the exact global-batch secant)
+        ctx.cache["batch_grads"] = (names, gb, ga)
         fwd = M.convexity_terms(ctx.loss_before, r.loss, gb, xb, xa)   # base x_t
         rev = M.convexity_terms(r.loss, ctx.loss_before, ga, xa, xb)   # base x_{t+1} (Tran)
         out["convexity_gap"] = fwd.gap
