@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..bounds.errors import ApproxAuditError, InvalidValueError
-from .audit import AuditConfig, run_audit, write_json_atomic
+from .audit import AuditConfig, run_audit
 from .optimizers import OptimizerSpec, parse_optimizer
+from .results import write_json_atomic
 from .trace import by_run, read_trace
 
 __all__ = ["COMPARE_SCHEMA_VERSION", "CompareResult", "OptimizerCurve", "TARGETS", "compare",

@@ -641,7 +641,8 @@ def run_worker(options: Mapping[str, Any]) -> int:
     import torch.distributed as dist
 
     from ..cli.run_cmd import build_workload, optimizer_spec
-    from .audit import AuditConfig, finish_results, run_start_info, write_json_atomic
+    from .audit import AuditConfig, finish_results, run_start_info
+    from .results import write_json_atomic
     from .verdicts import select_bounds
     from ..bounds import catalogue as _catalogue
 
@@ -832,7 +833,7 @@ def launch(options: dict[str, Any], nproc: int) -> tuple[dict[str, Any] | None, 
 
     ``results.json`` exists afterwards whenever the trace has a start record: written by rank 0,
     or rebuilt from the trace (status ``error`` or ``interrupted``) when a rank failed."""
-    from .audit import results_from_trace, write_json_atomic
+    from .results import results_from_trace, write_json_atomic
 
     out = Path(options["out"]).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -412,7 +412,8 @@ def stability_audit(workload, spec, *, steps: int, batch_size: int | None, pairs
     plus a ``stability`` section) into ``out``."""
     import time
 
-    from .audit import _provenance, facts_of, write_json_atomic
+    from .audit import facts_of
+    from .results import provenance, write_json_atomic
 
     validate_inputs(steps, pairs)
     started = time.time()
@@ -452,7 +453,7 @@ def stability_audit(workload, spec, *, steps: int, batch_size: int | None, pairs
         "gradient_evaluations": {"train_grad_evals": 2 * steps * pairs, "probe_grad_evals": 0,
                                  "train_examples": 2 * steps * pairs * B,
                                  "overhead_ratio": None},
-        "provenance": _provenance(device, command, started, time.time()),
+        "provenance": provenance(device, command, started, time.time()),
         "stability": stability_section(traces, info, verdicts) if not bad else None,
     }
     if out is not None:

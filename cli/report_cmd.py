@@ -12,8 +12,7 @@ from ..bounds.errors import ApproxAuditError
 
 def _load(path: Path) -> tuple[dict, str]:
     """(results, where they came from): a results.json, a trace.jsonl, or a folder of either."""
-    from ..auditor.audit import results_from_trace
-    from ..auditor.schema import validate_results
+    from ..auditor.results import results_from_trace, validate_results
 
     if path.is_dir():
         if (path / "results.json").is_file():

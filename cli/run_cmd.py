@@ -427,7 +427,7 @@ def _run_distributed(config, nproc: int, fmt: str, fail_on: str, p: dict) -> Non
 
 def _add_stability(result, w, spec, steps, batch_size, pairs, seed, assumed, out, dev) -> None:
     """run --stability P: the stability audit's verdicts and section join results.json."""
-    from ..auditor.audit import write_json_atomic
+    from ..auditor.results import write_json_atomic
     from ..auditor.stability import stability_audit
     from ..auditor.verdicts import summarize
 

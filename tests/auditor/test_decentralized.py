@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from approx_audit.auditor.decentralized import (mixing_matrix, mixing_spectrum,
                                                 slowest_direction, validate_mixing)
-from approx_audit.auditor.schema import validate_results
+from approx_audit.auditor.results import validate_results
 from approx_audit.auditor.trace import read_trace
 from approx_audit.auditor.verdicts import algorithm_of, select_bounds
 from approx_audit.bounds import catalogue

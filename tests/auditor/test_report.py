@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from approx_audit.auditor import report as R
-from approx_audit.auditor.audit import AuditConfig, results_from_trace, run_audit
+from approx_audit.auditor.audit import AuditConfig, run_audit
 from approx_audit.auditor.optimizers import parse_optimizer
-from approx_audit.auditor.schema import ResultsSchemaError, validate_results
+from approx_audit.auditor.results import ResultsSchemaError, results_from_trace, validate_results
 from approx_audit.auditor.workloads import get_workload
 from approx_audit.cli.main import cli
 
