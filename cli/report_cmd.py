@@ -54,7 +54,8 @@ def report(path, fmt, out_file, redact, compare_file):
     approx-audit report audit/results.json --redact --out shared/report.html
     """
     from ..auditor.report import (PLOT_DIR, redact as do_redact, render_html, render_markdown,
-                                  write_text_atomic, _svg_file)
+                                  write_text_atomic)
+    from ..auditor.report.render import _svg_file
 
     results, source = _load(path)
     compare = None

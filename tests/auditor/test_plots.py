@@ -1,4 +1,4 @@
-"""``auditor/plots.py``: SVG strings from results.json and compare.json (parse, size, no
+"""``auditor/report/plots.py``: SVG strings from results.json and compare.json (parse, size, no
 external reference, currentColor, determinism, the None / skip cases)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from approx_audit.auditor import plots
+from approx_audit.auditor.report import plots
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "results_logistic.json"
 SVG_NS = "{http://www.w3.org/2000/svg}"

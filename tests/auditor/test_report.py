@@ -150,7 +150,7 @@ def test_writes_are_atomic(tmp_path, results, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("render failed")
 
-    monkeypatch.setattr(R, "render_markdown", boom)
+    monkeypatch.setattr(R.render, "render_markdown", boom)   # what write_reports calls
     with pytest.raises(RuntimeError):
         R.write_reports(results, tmp_path)
     assert (tmp_path / "report.html").read_text() == "previous"   # nothing half-written

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from approx_audit.auditor import plots
 from approx_audit.auditor.optimizers import parse_optimizer
-from approx_audit.auditor.report import render_html
+from approx_audit.auditor.report import plots, render_html
 from approx_audit.auditor.results import validate_results
 from approx_audit.auditor.stability import (check_identical, run_pairs, stability_audit,
                                             stability_constants)

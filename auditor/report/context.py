@@ -1,30 +1,15 @@
-"""Reports: ``results.json`` rendered through Jinja as one offline HTML file and as
-GitHub-flavoured Markdown with SVG plots beside it.
-
-The templates compute nothing: :func:`report_context` prepares every number and string they
-show. HTML is one self-contained file — inline CSS, inline SVG plots (matplotlib), formulas as
-presentation MathML from sympy, no script, font, image or stylesheet fetched from anywhere,
-autoescaping on — and carries no ``http`` string at all: citations show their arXiv id or DOI,
-and namespace declarations, which HTML5 does not need, are dropped from inline MathML and SVG.
-Every write is atomic (a temporary file, then a rename).
-"""
+"""What the report templates show, computed from a ``results.json`` document alone (the
+templates compute nothing): the verdict, probe, constant and condition rows, the plots, the
+stability section and the provenance table."""
 
 from __future__ import annotations
 
-import copy
-import math
-import os
-import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-import jinja2
+from ...bounds.errors import ApproxAuditError
+from .format import _inline, _num, _safe, _scope_ids, cite_ref
 
-from ..bounds.errors import ApproxAuditError
-
-HTML_BUDGET = 1_000_000          # bytes, for a default run
-MD_BUDGET = 65_536               # characters (GitHub's comment limit)
 PLOT_DIR = "report-plots"
 VERDICT_ORDER = ("violated", "error", "inconclusive", "not_applicable", "consistent")
 
@@ -33,87 +18,16 @@ class ReportError(ApproxAuditError):
     """A results file that cannot be rendered (wrong schema, unreadable)."""
 
 
-# ------------------------------------------------------------------------------------------
-# helpers the context uses
-# ------------------------------------------------------------------------------------------
+def check_results(results: Any) -> None:
+    """Minimal structural check before rendering (the full JSON Schema is in ``results.py``)."""
+    if not isinstance(results, Mapping):
+        raise ReportError("results must be a JSON object")
+    missing = [k for k in ("schema_version", "status", "counts", "verdicts", "workload",
+                           "optimizer", "config", "provenance") if k not in results]
+    if missing:
+        raise ReportError(f"results lack {', '.join(missing)}; is this a results.json written by "
+                          "approx-audit run?")
 
-def _num(x: Any, digits: int = 4) -> str:
-    if x is None:
-        return "—"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        return str(x)
-    if isinstance(x, float):
-        if not math.isfinite(x):
-            return "—"
-        if 0 < abs(x) < 1e-250:      # the engine's stand-in for an exact 0 (positive symbols)
-            return "0"
-        if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
-            return f"{x:.{digits - 1}e}"
-        return f"{x:.{digits}g}"
-    return str(x)
-
-
-_NS = re.compile(r'\s+xmlns(:\w+)?="[^"]*"')
-
-
-def _inline(markup: str | None) -> str | None:
-    """MathML or SVG for inlining in HTML5: no XML prolog, no namespace declarations."""
-    if not markup:
-        return None
-    markup = re.sub(r"<\?xml[^>]*\?>\s*", "", markup)
-    markup = re.sub(r"<!DOCTYPE[^>]*>\s*", "", markup)
-    return _NS.sub("", markup)
-
-
-def _scope_ids(svg: str | None, prefix: str) -> str | None:
-    """Prefix every id of an inline SVG (and the references to it) so that several plots in
-    one document never share an id."""
-    if not svg:
-        return svg
-    svg = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}-{m.group(1)}"', svg)
-    svg = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}-{m.group(1)})", svg)
-    return re.sub(r'href="#([^"]+)"', lambda m: f'href="#{prefix}-{m.group(1)}"', svg)
-
-
-def cite_ref(url: str | None) -> str | None:
-    """arXiv:ID, doi:ID, or host/path without the scheme."""
-    if not url:
-        return None
-    m = re.search(r"arxiv\.org/(?:abs|pdf)/([^\s?#]+?)(?:\.pdf)?$", url)
-    if m:
-        return f"arXiv:{m.group(1)}"
-    m = re.search(r"doi\.org/(.+)$", url)
-    if m:
-        return f"doi:{m.group(1)}"
-    return re.sub(r"^[a-z]+://", "", url)
-
-
-def redact(results: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy without user, host and paths (provenance, the output folder, the config file)."""
-    out = copy.deepcopy(dict(results))
-    prov = out.get("provenance") or {}
-    for key in ("user", "host", "cwd"):
-        if key in prov:
-            prov[key] = "[redacted]"
-    if prov.get("command"):
-        prov["command"] = _redact_paths(prov["command"])
-    cfg = out.get("config") or {}
-    for key in ("out", "config_file"):
-        if cfg.get(key):
-            cfg[key] = "[redacted]"
-    out["redacted"] = True
-    return out
-
-
-def _redact_paths(text: str) -> str:
-    return re.sub(r"(?<![\w-])(/|~/|[A-Za-z]:\\)[^\s'\"]+", "[path]", text)
-
-
-# ------------------------------------------------------------------------------------------
-# the context
-# ------------------------------------------------------------------------------------------
 
 def _final(series: Mapping[str, list] | None, key: str) -> float | None:
     if not series or not series.get(key):
@@ -205,13 +119,17 @@ def _failed_conditions(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def no_plots() -> dict[str, Any]:
+    """The plots section of a report drawn without plots."""
+    return {"bounds": [], "probes": [], "sharpness": None, "frontier": None, "stability": None}
+
+
 def _plots(results: Mapping[str, Any], compare: Mapping[str, Any] | None) -> dict[str, Any]:
     """SVG plots (strings) with captions and file names; empty when matplotlib fails."""
     try:
         from . import plots
     except ImportError:  # pragma: no cover - the plots module ships with the package
-        return {"bounds": [], "probes": [], "sharpness": None, "frontier": None,
-                "stability": None}
+        return no_plots()
     bounds = []
     for v in results.get("verdicts", []):
         svg = plots.bound_plot(v)
@@ -244,10 +162,6 @@ def _plots(results: Mapping[str, Any], compare: Mapping[str, Any] | None) -> dic
                 "file": "frontier.svg"}}
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
-
-
 def report_context(results: Mapping[str, Any], *, compare: Mapping[str, Any] | None = None,
                    with_plots: bool = True) -> dict[str, Any]:
     """Everything the templates show, computed here (templates never compute)."""
@@ -276,8 +190,7 @@ def report_context(results: Mapping[str, Any], *, compare: Mapping[str, Any] | N
                  "examples": g.get("train_examples")},
         "verdicts": _verdict_rows(results), "probes": _probe_rows(results),
         "constants": _constant_rows(results), "conditions": _failed_conditions(results),
-        "plots": _plots(results, compare) if with_plots else
-        {"bounds": [], "probes": [], "sharpness": None, "frontier": None, "stability": None},
+        "plots": _plots(results, compare) if with_plots else no_plots(),
         "compare": compare,
         "stability": _stability_context(results.get("stability")),
         "provenance": [
@@ -324,133 +237,3 @@ def _headline(counts: Mapping[str, int], status: str | None) -> str:
     if counts.get("consistent"):
         return "Every applicable bound is consistent with the run."
     return "No bound applied to this run."
-
-
-# ------------------------------------------------------------------------------------------
-# rendering
-# ------------------------------------------------------------------------------------------
-
-def _env() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("approx_audit.templates", ""),
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "j2"),
-                                            default_for_string=True, default=True),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-        keep_trailing_newline=True)
-    env.filters["md"] = _md_cell
-    return env
-
-
-def _md_cell(text: Any) -> str:
-    """Text safe inside a GitHub table cell: no pipes or newlines, HTML-escaped."""
-    s = "" if text is None else str(text)
-    s = s.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def render_html(results: Mapping[str, Any], *, compare: Mapping[str, Any] | None = None,
-                context: Mapping[str, Any] | None = None, plots: bool = True) -> str:
-    """The one-file HTML report (``context``: a :func:`report_context` already computed)."""
-    env = _env()
-    css = (Path(__file__).resolve().parent.parent / "templates" / "report.css")
-    try:
-        from importlib.resources import files
-        css_text = files("approx_audit.templates").joinpath("report.css").read_text("utf-8")
-    except (ModuleNotFoundError, FileNotFoundError):  # pragma: no cover
-        css_text = css.read_text("utf-8")
-    ctx = context if context is not None else report_context(results, compare=compare,
-                                                             with_plots=plots)
-    return env.get_template("report.html.j2").render(**ctx, css=css_text)
-
-
-def render_markdown(results: Mapping[str, Any], *, compare: Mapping[str, Any] | None = None,
-                    images: bool = True, context: Mapping[str, Any] | None = None
-                    ) -> tuple[str, dict[str, str]]:
-    """(Markdown, {file name under report-plots/: SVG}); ``images=False`` links no plot (for
-    ``GITHUB_STEP_SUMMARY``, which cannot reach files beside it)."""
-    env = _env()
-    env.autoescape = False          # Markdown: cells are escaped by the md filter
-    ctx = context if context is not None else report_context(results, compare=compare,
-                                                             with_plots=images)
-    if not images:
-        ctx = {**ctx, "plots": {"bounds": [], "probes": [], "sharpness": None, "frontier": None,
-                                "stability": None}}
-    md = env.get_template("report.md.j2").render(**ctx)
-    files: dict[str, str] = {}
-    if images:
-        p = ctx["plots"]
-        for item in p["bounds"] + p["probes"] + [x for x in (p["sharpness"], p["frontier"],
-                                                             p["stability"]) if x]:
-            files[item["file"]] = item["svg"]
-    if len(md) > MD_BUDGET:
-        md = _shrink_markdown(md)
-    return md, files
-
-
-def _shrink_markdown(md: str) -> str:
-    """Keep the report under GitHub's limit: cut the longest section tail, say so."""
-    note = ("\n\n_The report was cut to stay under GitHub's 65,536-character limit; "
-            "`report.html` and `results.json` have everything._\n")
-    return md[: MD_BUDGET - len(note) - 1] + note
-
-
-# ------------------------------------------------------------------------------------------
-# files
-# ------------------------------------------------------------------------------------------
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write through a temporary file in the same folder, then rename: never a half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def write_reports(results: Mapping[str, Any], out: str | Path, formats=("html", "md"), *,
-                  compare: Mapping[str, Any] | None = None) -> list[Path]:
-    """Render every format first, then write each file atomically; returns the paths."""
-    out = Path(out)
-    rendered: list[tuple[Path, str]] = []
-    ctx = report_context(results, compare=compare) if formats else None   # plots drawn once
-    if "html" in formats:
-        rendered.append((out / "report.html", render_html(results, context=ctx)))
-    if "md" in formats:
-        md, files = render_markdown(results, context=ctx)
-        rendered.append((out / "report.md", md))
-        rendered += [(out / PLOT_DIR / name, _svg_file(svg)) for name, svg in files.items()]
-    return [write_text_atomic(p, text) for p, text in rendered]
-
-
-def _svg_file(svg: str) -> str:
-    body = svg if "xmlns=" in svg else svg.replace("<svg", '<svg xmlns="http://www.w3.org/2000/svg"', 1)
-    if "xlink:" in body and "xmlns:xlink" not in body:
-        body = body.replace("<svg", '<svg xmlns:xlink="http://www.w3.org/1999/xlink"', 1)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + body
-
-
-def append_step_summary(results: Mapping[str, Any]) -> bool:
-    """Append the Markdown summary (no images) to ``$GITHUB_STEP_SUMMARY`` when it is set."""
-    target = os.environ.get("GITHUB_STEP_SUMMARY")
-    if not target:
-        return False
-    md, _ = render_markdown(results, images=False)
-    with open(target, "a", encoding="utf-8") as fh:
-        fh.write(md + "\n")
-    return True
-
-
-def check_results(results: Any) -> None:
-    """Minimal structural check before rendering (the full JSON Schema is in schema.py)."""
-    if not isinstance(results, Mapping):
-        raise ReportError("results must be a JSON object")
-    missing = [k for k in ("schema_version", "status", "counts", "verdicts", "workload",
-                           "optimizer", "config", "provenance") if k not in results]
-    if missing:
-        raise ReportError(f"results lack {', '.join(missing)}; is this a results.json written by "
-                          "approx-audit run?")
