@@ -264,6 +264,106 @@ def _curve_points(records: list[dict[str, Any]], qual: dict[str, Any], examples_
     return points
 
 
+def _positive_int(name: str, value: Any, hint: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidValueError(f"{name}={value!r}: give a positive whole number{hint}")
+
+
+def _check_inputs(budget: Any, checkpoints: Any, seeds: Any, batch_size: Any,
+                  specs: Sequence[Any]) -> None:
+    """Refuse bad arguments in one line each, before any run."""
+    _positive_int("budget", budget, " of gradient evaluations, e.g. --budget 300")
+    _positive_int("checkpoints", checkpoints)
+    _positive_int("seeds", seeds)
+    if batch_size is not None:
+        _positive_int("batch_size", batch_size, ", or None for full batch")
+    if not specs:
+        raise InvalidValueError("no optimizer to compare; give at least one, e.g. "
+                                "--optimizer sgd:lr=0.1 --optimizer adam:lr=0.01")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every optimizer of one comparison shares."""
+
+    workload: Any
+    budget: int
+    batch_size: int | None           # None: full batch
+    seeds: int
+    seed: int
+    every: int
+    out: Path
+    device: str
+    targets: tuple[float, ...]
+    command: str | None
+    quality: dict[str, Any]
+    examples_per_eval: int
+
+    @property
+    def workload_description(self) -> dict[str, Any]:
+        w = self.workload
+        return {"name": w.name, "options": dict(w.options), "n": w.n, "f_star": w.f_star,
+                "f_lower": w.f_lower, "description": w.description}
+
+    def config(self, c: OptimizerCurve) -> AuditConfig:
+        return AuditConfig(workload=self.workload, optimizer=c.spec, steps=self.budget,
+                           batch_size=self.batch_size, seeds=self.seeds, seed=self.seed,
+                           probes=f"loss,full_batch@{self.every}", out=c.out,
+                           device=self.device, command=self.command,
+                           extra={"compare": str(self.out)})
+
+
+def _status(curves: Sequence[OptimizerCurve], interrupted: bool) -> tuple[str, str | None]:
+    if interrupted:
+        return "interrupted", "interrupted by the user"
+    if all(c.status == "completed" for c in curves):
+        return "completed", None
+    if not any(c.usable for c in curves):
+        return "failed", "no optimizer got past its first step"
+    bad = [f"{c.index} {c.label}: {c.status}" for c in curves if c.status != "completed"]
+    return "partial", "not every run completed (" + "; ".join(bad) + ")"
+
+
+def _result(plan: _Plan, curves: list[OptimizerCurve], interrupted: bool = False
+            ) -> CompareResult:
+    """The comparison so far, with its frontier, written to ``out/compare.json``."""
+    front = pareto_front([(p["grad_evals"], p["quality"], c, p) for c in curves
+                          for p in c.points if p["k"] >= 1])
+    for c in curves:
+        c.frontier_points = sum(1 for _, _, cc, _ in front if cc is c)
+    frontier = [{"grad_evals": p["grad_evals"], "examples": p["examples"], "k": p["k"],
+                 "quality": p["quality"], "optimizer": c.index, "label": c.label}
+                for _, _, c, p in front]
+    status, message = _status(curves, interrupted)
+    res = CompareResult(status=status, workload=plan.workload_description,
+                        quality=plan.quality, budget=plan.budget, steps=plan.budget,
+                        batch_size=plan.batch_size, seeds=plan.seeds, seed=plan.seed,
+                        checkpoint_every=plan.every, curves=curves, frontier=frontier,
+                        out=plan.out, targets=plan.targets, message=message)
+    write_json_atomic(plan.out / "compare.json", res.to_dict())
+    return res
+
+
+def _run_curve(plan: _Plan, c: OptimizerCurve, curves: list[OptimizerCurve]) -> None:
+    """Audit one optimizer and fill its curve; Ctrl-C writes the comparison so far."""
+    audit = None
+    try:
+        audit = run_audit(plan.config(c))
+    except KeyboardInterrupt as exc:
+        audit = getattr(exc, "audit_result", None)
+        c.status, c.message = "interrupted", "interrupted by the user"
+        _fill(c, audit, plan.quality, plan.examples_per_eval)
+        exc.compare_result = _result(plan, curves, interrupted=True)  # type: ignore[attr-defined]
+        raise
+    except ApproxAuditError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one failed optimizer does not stop the rest
+        audit = getattr(exc, "audit_result", None)
+        if audit is None:
+            raise
+    _fill(c, audit, plan.quality, plan.examples_per_eval)
+
+
 def compare(workload: Any, specs: Sequence[OptimizerSpec | str], budget: int,
             batch_size: int | None = None, seeds: int = 1, seed: int = 0,
             checkpoints: int = 50, out: str | Path = "compare", device: str = "cpu", *,
@@ -278,91 +378,29 @@ def compare(workload: Any, specs: Sequence[OptimizerSpec | str], budget: int,
     raise :class:`ApproxAuditError` before any run; a run that fails is recorded with status
     ``error`` and the others go on.
     """
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise InvalidValueError(f"budget={budget!r}: give a positive whole number of gradient "
-                                "evaluations, e.g. --budget 300")
-    if isinstance(checkpoints, bool) or not isinstance(checkpoints, int) or checkpoints < 1:
-        raise InvalidValueError(f"checkpoints={checkpoints!r}: give a positive whole number")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise InvalidValueError(f"seeds={seeds!r}: give a positive whole number")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or batch_size < 1):
-        raise InvalidValueError(f"batch_size={batch_size!r}: give a positive whole number, or "
-                                "None for full batch")
-    if not specs:
-        raise InvalidValueError("no optimizer to compare; give at least one, e.g. "
-                                "--optimizer sgd:lr=0.1 --optimizer adam:lr=0.01")
+    _check_inputs(budget, checkpoints, seeds, batch_size, specs)
     parsed = distinct_specs(specs)
     if isinstance(workload, str):
         from .workloads import get_workload
         workload = get_workload(workload, seed=seed, device=device)
     say = progress or (lambda _msg: None)
-    out = Path(out)
     full_batch = batch_size is None or batch_size >= workload.n
-    B = None if full_batch else batch_size
-    examples_per_eval = workload.n if full_batch else int(batch_size)
-    steps = budget
-    every = max(1, steps // checkpoints)
-    probes = f"loss,full_batch@{every}"
-    qual = quality_kind(workload.f_star, workload.f_lower)
+    plan = _Plan(workload=workload, budget=budget, batch_size=None if full_batch else batch_size,
+                 seeds=seeds, seed=seed, every=max(1, budget // checkpoints), out=Path(out),
+                 device=device, targets=tuple(targets), command=command,
+                 quality=quality_kind(workload.f_star, workload.f_lower),
+                 examples_per_eval=workload.n if full_batch else int(batch_size))
     width = max(2, len(str(len(parsed))))
-    curves = [OptimizerCurve(i + 1, sp, out / f"{i + 1:0{width}d}-{_safe_name(sp.label())}")
+    curves = [OptimizerCurve(i + 1, sp, plan.out / f"{i + 1:0{width}d}-{_safe_name(sp.label())}")
               for i, sp in enumerate(parsed)]
-    wdesc = {"name": workload.name, "options": dict(workload.options), "n": workload.n,
-             "f_star": workload.f_star, "f_lower": workload.f_lower,
-             "description": workload.description}
-
-    def result(interrupted: bool = False) -> CompareResult:
-        front = pareto_front([(p["grad_evals"], p["quality"], c, p) for c in curves
-                              for p in c.points if p["k"] >= 1])
-        for c in curves:
-            c.frontier_points = sum(1 for _, _, cc, _ in front if cc is c)
-        frontier = [{"grad_evals": p["grad_evals"], "examples": p["examples"], "k": p["k"],
-                     "quality": p["quality"], "optimizer": c.index, "label": c.label}
-                    for _, _, c, p in front]
-        if all(c.status == "completed" for c in curves):
-            status, message = "completed", None
-        elif not any(c.usable for c in curves):
-            status, message = "failed", "no optimizer got past its first step"
-        else:
-            status = "partial"
-            bad = [f"{c.index} {c.label}: {c.status}" for c in curves if c.status != "completed"]
-            message = "not every run completed (" + "; ".join(bad) + ")"
-        if interrupted:
-            status, message = "interrupted", "interrupted by the user"
-        res = CompareResult(status=status, workload=wdesc, quality=qual, budget=budget,
-                            steps=steps, batch_size=B, seeds=seeds, seed=seed,
-                            checkpoint_every=every, curves=curves, frontier=frontier, out=out,
-                            targets=tuple(targets), message=message)
-        write_json_atomic(out / "compare.json", res.to_dict())
-        return res
-
     for c in curves:
-        say(f"[{c.index}/{len(curves)}] {c.label}: {steps} steps × {seeds} seed(s) → {c.out}")
-        config = AuditConfig(workload=workload, optimizer=c.spec, steps=steps, batch_size=B,
-                             seeds=seeds, seed=seed, probes=probes, out=c.out, device=device,
-                             command=command, extra={"compare": str(out)})
-        audit = None
-        try:
-            audit = run_audit(config)
-        except KeyboardInterrupt as exc:
-            audit = getattr(exc, "audit_result", None)
-            c.status, c.message = "interrupted", "interrupted by the user"
-            _fill(c, audit, qual, examples_per_eval)
-            exc.compare_result = result(interrupted=True)  # type: ignore[attr-defined]
-            raise
-        except ApproxAuditError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one failed optimizer does not stop the rest
-            audit = getattr(exc, "audit_result", None)
-            if audit is None:
-                raise
-        _fill(c, audit, qual, examples_per_eval)
+        say(f"[{c.index}/{len(curves)}] {c.label}: {budget} steps × {seeds} seed(s) → {c.out}")
+        _run_curve(plan, c, curves)
         fin = c.final
         say(f"[{c.index}/{len(curves)}] {c.label}: {c.status}" +
             (f", final quality {fin['quality']:.4g}" if fin else "") +
             (f" ({c.message})" if c.message and c.status != "completed" else ""))
-    return result()
+    return _result(plan, curves)
 
 
 def _fill(c: OptimizerCurve, audit, qual: dict[str, Any], examples_per_eval: int) -> None:
