@@ -5,6 +5,12 @@
 submodules.
 """
 
-from .run import Auditor, train
-
 __all__ = ["Auditor", "train"]
+
+
+def __getattr__(name: str):
+    # lazy: importing a torch-free submodule (the judge) must not import torch
+    if name in __all__:
+        from . import run
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,10 +20,9 @@ from ..bounds.errors import ApproxAuditError
 from .optimizers import OptimizerSpec
 from .results import assemble, provenance, write_json_atomic
 from .run import Auditor, train
-from .verdicts import (Facts, Verdict, collect_constants, hyper_values, rule, runs_from_records,
-                       select_bounds, summarize)
+from .judge import Facts, Verdict, judge, select_bounds, summarize
 
-__all__ = ["AuditConfig", "AuditResult", "facts_of", "judge", "run_audit"]
+__all__ = ["AuditConfig", "AuditResult", "facts_of", "run_audit"]
 
 
 @dataclass
@@ -77,22 +76,6 @@ def facts_of(workload: Any, sampling: str = "iid") -> Facts:
         n=workload.n, d=sum(p.numel() for p in params),
         dtype=str(params[0].dtype).replace("torch.", "") if params else "float32",
         sampling=sampling)
-
-
-def judge(records: list[dict[str, Any]], facts: Facts, spec: Mapping[str, Any], *,
-          bounds: Sequence[str] | None = None, assume: Mapping[str, float] | None = None,
-          catalogue=_catalogue) -> tuple[list[Verdict], dict[str, Any]]:
-    """Verdicts and the constants table from trace records (also for a re-render)."""
-    runs = runs_from_records(records)
-    full_batch = bool(runs) and all(r.full_batch for r in runs)
-    consts = collect_constants(runs, facts, assume)
-    hyper = hyper_values(spec)
-    lrs = runs[0].lrs() if runs else []
-    selected = select_bounds(catalogue, spec, full_batch, bounds)
-    verdicts = [rule(b, runs, facts, spec, hyper, consts, lrs, spec.get("schedule", "constant"))
-                for b in selected]
-    return verdicts, {"constants": {k: c.to_dict() for k, c in consts.items()},
-                      "runs": runs, "hyperparameters": hyper, "full_batch": full_batch}
 
 
 def run_start_info(config: AuditConfig, spec_dict: Mapping[str, Any], full_batch: bool

@@ -659,7 +659,7 @@ def run_worker(options: Mapping[str, Any]) -> int:
     from ..cli.run_cmd import build_workload, optimizer_spec
     from .audit import AuditConfig, finish_results, run_start_info
     from .results import write_json_atomic
-    from .verdicts import select_bounds
+    from .judge import select_bounds
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
     out = Path(options["out"])

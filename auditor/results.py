@@ -21,7 +21,8 @@ import torch
 
 from ..bounds.errors import ApproxAuditError
 from .trace import clean, read_trace
-from .verdicts import Facts, _downsample, summarize
+from .judge import Facts, judge, summarize
+from .judge import downsample as _downsample
 
 RESULTS_SCHEMA_VERSION = "1.0"
 
@@ -196,8 +197,6 @@ def results_from_trace(path: str | Path) -> dict[str, Any]:
     """``results.json``'s content rebuilt from a ``trace.jsonl`` alone (e.g. of a run killed
     before it could write its results): the start records carry the configuration and the
     workload's facts; the verdicts are ruled again on the steps that exist."""
-    from .audit import judge   # until the judge has its own package
-
     records = read_trace(path)
     starts = [r for r in records if r["record"] == "start"]
     if not starts or "facts" not in starts[0] or "config" not in starts[0]:

@@ -178,12 +178,6 @@ class FlatParams(Mapping):
         return len(self._layout)
 
 
-def _functional(model: nn.Module, loss: Callable[[Tensor, Tensor], Tensor]):
-    def f(params: Mapping[str, Tensor], X: Tensor, y: Tensor) -> Tensor:
-        return loss(torch.func.functional_call(model, dict(params), (X,)), y)
-    return f
-
-
 def _rows(X: Any) -> int:
     if isinstance(X, Tensor) and X.dim() > 0:
         return int(X.shape[0])
@@ -198,6 +192,9 @@ class Auditor:
     (the full training set, for full-batch checkpoints; optional). ``probes`` is a preset name,
     a probe list string (``"loss,sharpness@25"``) or a list of :class:`~.probes.Probe`.
     ``out`` is a folder for ``trace.jsonl`` (``None``: keep records in memory only).
+    The probes evaluate the objective built by :func:`~.measure.functional_loss` (buffers
+    cloned, so an audit never changes BatchNorm's statistics; a loss module with
+    ``reduction='sum'`` refused; a plain loss function must itself return the batch mean).
     ``full_batch`` says every step uses the whole training set (then minibatch probes measure
     the objective itself). ``averages`` tracks the averaged iterates some bounds speak of.
     """
@@ -217,16 +214,13 @@ class Auditor:
         self.run, self.seed = run, seed
         if workload is not None:
             # the objective of the model actually trained (a fresh copy, not workload.model)
-            self.f = _functional(model, lambda out, y: workload.criterion(out, y))
-            reg = workload.regularization
-            base = self.f
-            self.f = lambda p, X, y: base(p, X, y) + reg(p)
+            self.f = M.functional_loss(model, workload.criterion, workload.regularization)
             full_X, full_y = (workload.X, workload.y) if data is None else data
             f_star = workload.f_star if f_star is None else f_star
             f_lower = workload.f_lower if f_lower is None else f_lower
             optimum = workload.optimum if optimum is None else optimum
         else:
-            self.f = _functional(model, loss)
+            self.f = M.functional_loss(model, loss)
             full_X, full_y = (None, None) if data is None else data
         self.full_X, self.full_y = full_X, full_y
         self.facts = SimpleNamespace(f_star=f_star, f_lower=f_lower, X=full_X, y=full_y)
@@ -506,9 +500,8 @@ class Auditor:
         the batches, so unbiased gradients are an assumption, and violations are reported as
         inconclusive at most.
         """
-        from .audit import judge
+        from .judge import Facts, judge
         from .optimizers import spec_from_optimizer
-        from .verdicts import Facts
 
         spec = spec_from_optimizer(self.optimizer)
         lrs = [r["lr"] for r in self.records if r["record"] == "step"]

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sympy as sp
 import torch
 from torch import Tensor
 
@@ -38,8 +39,11 @@ from ..bounds.bound import Bound
 from ..bounds.errors import ApproxAuditError, InvalidValueError
 from ..bounds.quantities import Quantity
 from . import measure as M
-from .verdicts import (CONFIDENCE, Constant, Estimate, Verdict, _downsample, _t_quantile,
-                       check_condition, summarize)
+from .judge import (ConditionCheck, Constant, Estimate, Ruling, Samples, Verdict, build_constants,
+                    check_condition, compare, decide, downsample, instantiate, summarize)
+from .judge.gates import Stop
+from .judge.instantiate import missing_reason
+from .judge.ruling import caveats_of, doubts_of, predict
 
 MODES = ("random", "adversarial")
 STABILITY_IDS = ("sgd.stability_convex.hardt_2016",
@@ -101,8 +105,10 @@ def _vector_loss(workload, out: Tensor, y: Tensor) -> Tensor:
 
 
 def _objective(workload, model, X, y) -> float:
+    # the one objective builder: buffers cloned, so a checkpoint never moves BatchNorm's stats
+    f = M.functional_loss(model, workload.criterion, workload.regularization)
     with torch.no_grad():
-        return float(workload.objective(model, X, y))
+        return float(f(M.params_of(model), X, y))
 
 
 def _max_grad_norm(workload, model, X, y) -> float:
@@ -216,12 +222,11 @@ def _run_pair(workload, spec, XS, yS, XS2, yS2, XT, yT, *, steps, B, every, samp
 
 def stability_constants(pairs: Sequence[PairTrace], info: Mapping[str, Any], workload,
                         assume: Mapping[str, float] | None = None) -> dict[str, Constant]:
-    C: dict[str, Constant] = {}
+    found: list[tuple[str, Estimate]] = []
 
     def add(name, value, kind, source):
         if value is not None and math.isfinite(value):
-            C.setdefault(name, Constant(name)).estimates.append(Estimate(float(value), kind,
-                                                                         source))
+            found.append((name, Estimate(float(value), kind, source)))
 
     add("n", info["n"], "exact", "training-set size |S|")
     pe = info.get("per_example") or {}
@@ -236,94 +241,60 @@ def stability_constants(pairs: Sequence[PairTrace], info: Mapping[str, Any], wor
     add("G", g_seen, "lower", "max per-example gradient norm seen at the checkpoints (both runs)")
     for name, value in (assume or {}).items():
         add(name, value, "asserted", "asserted by the user (--assume)")
-    return C
+    return build_constants(found)
+
+
+def _convexity(convex: bool | None) -> dict[str, str]:
+    if convex is False:
+        return {"id": "convex", "status": "refuted", "reason": "the workload is non-convex"}
+    if convex:
+        return {"id": "convex", "status": "holds", "reason": "convex by construction"}
+    return {"id": "convex", "status": "unknown", "reason": "not checked"}
+
+
+def _stop(conditions: Sequence[ConditionCheck], convexity: Mapping[str, str],
+          lrs_constant: bool) -> Stop | None:
+    """Not applicable: another step rule, a non-convex workload or a failing condition (the
+    measured curve is still shown against the bound's shape)."""
+    if not lrs_constant:
+        return Stop(Ruling.NOT_APPLICABLE, "the bound is for a constant step")
+    why = [f"condition {c.condition} fails: {c.text}" for c in conditions if c.status == "fails"]
+    if convexity["status"] == "refuted":
+        why.append("assumption convex fails: the workload is non-convex")
+    if why:
+        return Stop(Ruling.NOT_APPLICABLE, "; ".join(why) + " (the measured curve is still "
+                    "shown against the bound's shape)")
+    return None
 
 
 def _rule_one(bound: Bound, K: np.ndarray, obs: np.ndarray, spec_hyper: Mapping[str, float],
               consts: Mapping[str, Constant], facts_convex: bool | None, observed_kind: str,
-              lrs_constant: bool) -> Verdict:
-    v = Verdict(bound, "inconclusive", "", hyperparameters=dict(spec_hyper))
-    v.observed_kind = observed_kind
-    for cond in bound.conditions_:
-        v.conditions.append(check_condition(cond, spec_hyper, consts))
-    values = dict(spec_hyper)
-    nonconservative = []
-    for nm in bound.rhs_symbols:
-        if nm == "K" or nm in spec_hyper:
-            continue
-        c = consts.get(nm)
-        if c is None or not c.estimates:
-            v.reason = f"cannot instantiate {nm}; assert it with --assume {nm}=VALUE"
-            return v
-        est, conservative = c.choose(bound.direction(nm))
-        values[nm] = est.value
-        v.constants[nm] = {**est.to_dict(), "direction": bound.direction(nm),
-                           "conservative": conservative, "lo": c.lo, "hi": c.hi}
-        if not conservative or est.kind == "asserted":
-            nonconservative.append(f"{nm} = {est.value:.4g} is {est.kind}")
-    S_pairs = obs.shape[0]
-    mean = obs.mean(axis=0)
-    sd = obs.std(axis=0, ddof=1) if S_pairs > 1 else np.zeros_like(mean)
-    margin = _t_quantile(S_pairs) * sd / math.sqrt(S_pairs) if S_pairs > 1 else np.zeros_like(mean)
-    pred = np.broadcast_to(np.asarray(bound.evaluate(**{n: values[n] for n in bound.rhs_symbols
-                                                        if n != "K"}, K=K), dtype=float), K.shape)
-    idx = _downsample(len(K))
-    v.series = {"k": K[idx].tolist(), "observed": mean[idx].tolist(),
-                "predicted": pred[idx].tolist(), "observed_sd": sd[idx].tolist(),
-                "margin": margin[idx].tolist(), "observed_max": obs.max(axis=0)[idx].tolist(),
-                "over": "pairs"}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        loose = np.where(mean > 0, pred / mean, np.inf)
-    fin = loose[np.isfinite(loose)]
-    v.looseness = {"final": float(loose[-1]) if np.isfinite(loose[-1]) else None,
-                   "min": float(fin.min()) if fin.size else None,
-                   "max": float(fin.max()) if fin.size else None}
-    tol = 1e-9 * np.abs(pred) + 1e-12
-    point_excess = mean - pred - tol
-    j = int(np.argmax(point_excess))
-    v.worst = {"k": float(K[j]), "observed": float(mean[j]), "predicted": float(pred[j]),
-               "excess": float(point_excess[j])}
-    failed = [c for c in v.conditions if c.status == "fails"]
-    refuted = facts_convex is False
-    v.assumptions = [{"id": "convex", "status": "refuted" if refuted else
-                      ("holds" if facts_convex else "unknown"),
-                      "reason": "the workload is non-convex" if refuted else
-                      "convex by construction" if facts_convex else "not checked"}]
-    if not lrs_constant:
-        v.verdict, v.reason = "not_applicable", "the bound is for a constant step"
-        return v
-    if refuted or failed:
-        v.verdict = "not_applicable"
-        why = ([f"condition {c.condition} fails: {c.text}" for c in failed]
-               + (["assumption convex fails: the workload is non-convex"] if refuted else []))
-        v.reason = "; ".join(why) + " (the measured curve is still shown against the bound's shape)"
-        return v
-    if not (point_excess > 0).any():
-        v.verdict = "consistent"
-        v.reason = (f"observed ≤ predicted at all {len(K)} checkpoints (mean over {S_pairs} "
-                    f"pair(s)); tightest looseness {v.looseness['min']:.3g}"
-                    if v.looseness["min"] is not None else "observed ≤ predicted")
-        v.caveats = [f"{s}: an excess would not prove a violation" for s in nonconservative]
-        return v
-    why_not = []
-    if S_pairs < 2:
-        why_not.append("one pair cannot refute an expectation (use --pairs ≥ 2)")
-    elif not ((mean - margin - pred - tol) > 0).any():
-        why_not.append(f"the excess is within the one-sided {CONFIDENCE:.0%} margin over "
-                       f"{S_pairs} pairs")
-    why_not += nonconservative
-    why_not += [f"condition {c.condition} is not proven" for c in v.conditions
-                if c.status != "holds"]
-    if observed_kind != "exact":
-        why_not.append("the observation is an estimate")
-    head = (f"observed {v.worst['observed']:.4g} > predicted {v.worst['predicted']:.4g} at K = "
-            f"{v.worst['k']:g}")
-    if why_not:
-        v.verdict, v.reason = "inconclusive", head + "; not a proof: " + "; ".join(why_not)
-    else:
-        v.verdict = "violated"
-        v.reason = head + " beyond the confidence margin; every constant is exact or conservative"
-    return v
+              lrs_constant: bool, dtype: str) -> Verdict:
+    """The judge's ruling over pairs: the same instantiation, tolerance, statistic and
+    decision as a training audit, with stability's own gates."""
+    conditions = tuple(check_condition(c, spec_hyper, consts) for c in bound.conditions_
+                       if c not in (sp.true, sp.false))
+    convexity = _convexity(facts_convex)
+    base: dict[str, Any] = {"bound": bound, "hyperparameters": dict(spec_hyper),
+                            "conditions": conditions, "assumptions": (convexity,),
+                            "observed_kind": observed_kind}
+    inst = instantiate(bound, spec_hyper, consts)
+    base["constants"] = dict(inst.constants)
+    if inst.missing is not None:
+        return Verdict(verdict=Ruling.INCONCLUSIVE, reason=missing_reason(inst.missing), **base)
+    samples = Samples(K, obs, observed_kind, stochastic=True, over="pairs",
+                      hint="use --pairs ≥ 2")
+    pred = predict(bound, inst.values, K)
+    if isinstance(pred, Stop):
+        return Verdict(verdict=pred.ruling, reason=pred.reason, **base)
+    c = compare(samples, pred, dtype)
+    shown = {"series": c.series, "looseness": c.looseness, "worst": c.worst}
+    stop = _stop(conditions, convexity, lrs_constant)
+    if stop is not None:
+        return Verdict(verdict=stop.ruling, reason=stop.reason, **shown, **base)
+    ruling, reason = decide(bound, samples, c, doubts_of(inst, conditions))
+    return Verdict(verdict=ruling, reason=reason, caveats=caveats_of(inst, conditions, samples),
+                   **shown, **base)
 
 
 def judge_stability(pairs: Sequence[PairTrace], info: Mapping[str, Any], workload, spec, *,
@@ -356,7 +327,7 @@ def judge_stability(pairs: Sequence[PairTrace], info: Mapping[str, Any], workloa
             continue
         verdicts.append(_rule_one(b, K, obs, hyper, consts, workload.convex if
                                   not workload.name.startswith("user:") else None, kind,
-                                  lrs_constant))
+                                  lrs_constant, str(workload.X.dtype).replace("torch.", "")))
     return verdicts, consts
 
 
@@ -366,7 +337,7 @@ def stability_section(pairs: Sequence[PairTrace], info: Mapping[str, Any],
     and the best early-stopping point by held-out loss."""
     delta = np.array([p.delta for p in pairs])
     K = np.arange(1, delta.shape[1] + 1)
-    idx = _downsample(len(K))
+    idx = downsample(len(K))
     ck = pairs[0].k
     train = np.array([p.train_loss for p in pairs]).mean(0)
     test = np.array([p.test_loss for p in pairs]).mean(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -72,13 +73,43 @@ class IterationsResult:
     method: Literal["closed_form", "monotone_search", "already"]
 
 
-def _sides(rel: sp.Basic) -> tuple[sp.Expr, sp.Expr, bool]:
+def sides(rel: sp.Basic) -> tuple[sp.Expr, sp.Expr, bool]:
     """(small side, large side, strict) of an inequality, so that it reads small <= large."""
     if isinstance(rel, (sp.LessThan, sp.StrictLessThan)):
         return rel.lhs, rel.rhs, isinstance(rel, sp.StrictLessThan)
     if isinstance(rel, (sp.GreaterThan, sp.StrictGreaterThan)):
         return rel.rhs, rel.lhs, isinstance(rel, sp.StrictGreaterThan)
     raise TypeError(f"conditions must be inequalities, got {rel!r}")
+
+
+@dataclass(frozen=True)
+class CompiledCondition:
+    """One inequality ``small <= large`` (or ``<``) with both sides compiled to numpy."""
+
+    text: str
+    names: tuple[str, ...]
+    small_fn: Callable[..., Any]
+    large_fn: Callable[..., Any]
+    strict: bool
+
+    def sides_at(self, values: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+        """Both sides at ``values`` (arrays broadcast); None when a name has no value."""
+        if any(nm not in values for nm in self.names):
+            return None
+        args = [np.asarray(values[nm], dtype=float) for nm in self.names]
+        with np.errstate(all="ignore"):
+            small = np.asarray(self.small_fn(*args), dtype=float)
+            large = np.asarray(self.large_fn(*args), dtype=float)
+        return small, large
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_condition(rel: sp.Basic) -> CompiledCondition:
+    """``rel`` compiled once (conditions are catalogue expressions: never user text)."""
+    small, large, strict = sides(rel)
+    names = tuple(sorted(S.names_in(rel)))
+    return CompiledCondition(sp.sstr(rel), names, _lambdify(small, list(names)),
+                             _lambdify(large, list(names)), strict)
 
 
 def _lambdify(expr: sp.Expr, names: list[str]) -> Callable[..., Any]:
@@ -163,7 +194,7 @@ class Bound:
             raise ValueError(f"{self.id}: verified must be a non-empty subset of {VERIFICATION_KINDS}")
         for cond in self.conditions_:
             if cond not in (sp.true, sp.false):
-                _sides(cond)
+                sides(cond)
         # every free symbol must come from the canonical table
         S.names_in(self.rhs)
         for cond in self.conditions_:
@@ -205,11 +236,30 @@ class Bound:
         for cond in self.conditions_:
             if cond in (sp.true, sp.false):
                 continue
-            small, large, strict = _sides(cond)
-            names = tuple(sorted(S.names_in(cond)))
-            out.append((sp.sstr(cond), names, _lambdify(small, list(names)),
-                        _lambdify(large, list(names)), strict))
+            c = compile_condition(cond)
+            out.append((c.text, c.names, c.small_fn, c.large_fn, c.strict))
         return out
+
+    def horizon_mask(self, K: np.ndarray, **values: Any) -> np.ndarray:
+        """Element-wise over the horizons ``K``: do the conditions in K hold at ``values``?
+
+        A condition that cannot be evaluated (a missing value, a non-finite side) fails.
+        """
+        K = np.asarray(K, dtype=float)
+        keep = np.ones(K.shape, dtype=bool)
+        for cond in self.conditions_:
+            if cond in (sp.true, sp.false) or "K" not in S.names_in(cond):
+                continue
+            c = compile_condition(cond)
+            at = c.sides_at({**values, "K": K})
+            if at is None:
+                return np.zeros(K.shape, dtype=bool)
+            small, large = np.broadcast_arrays(*at, K)[:2]
+            ok = np.isfinite(small) & np.isfinite(large)
+            with np.errstate(invalid="ignore"):
+                ok &= (small < large) if c.strict else (small <= large)
+            keep &= ok
+        return keep
 
     def _values(self, values: Mapping[str, Any], needed: tuple[str, ...]) -> list[np.ndarray]:
         missing = [nm for nm in needed if nm not in values]

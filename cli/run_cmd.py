@@ -429,7 +429,7 @@ def _add_stability(result, w, spec, steps, batch_size, pairs, seed, assumed, out
     """run --stability P: the stability audit's verdicts and section join results.json."""
     from ..auditor.results import write_json_atomic
     from ..auditor.stability import stability_audit
-    from ..auditor.verdicts import summarize
+    from ..auditor.judge import summarize
 
     click.echo(f"stability: {pairs} pair(s) of neighbouring datasets × {steps} steps", err=True)
     st = stability_audit(w, spec, steps=steps, batch_size=batch_size, pairs=pairs, seed=seed,

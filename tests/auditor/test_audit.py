@@ -14,12 +14,12 @@ import pytest
 import sympy as sp
 import torch
 
-from approx_audit.auditor.audit import AuditConfig, facts_of, judge, run_audit
+from approx_audit.auditor.audit import AuditConfig, facts_of, run_audit
 from approx_audit.auditor.optimizers import OptimizerSpec, parse_optimizer
 from approx_audit.auditor.run import AuditError, Auditor
 from approx_audit.auditor.trace import read_trace
-from approx_audit.auditor.verdicts import (Constant, Estimate, Facts, check_condition,
-                                           runs_from_records, rule)
+from approx_audit.auditor.judge import (Constant, Estimate, Facts, check_condition, judge,
+                                        runs_from_records, rule)
 from approx_audit.auditor.workloads import get_workload
 from approx_audit.bounds import catalogue
 from approx_audit.bounds import symbols as S
@@ -269,7 +269,7 @@ def test_expectation_excess_needs_seeds_and_significance():
 
     def verdict(observed_by_run):
         runs = runs_from_records(_synthetic(observed_by_run))
-        from approx_audit.auditor.verdicts import collect_constants, hyper_values
+        from approx_audit.auditor.judge import collect_constants, hyper_values
         consts = collect_constants(runs, facts)
         return rule(bound, runs, facts, spec, hyper_values(spec), consts, [0.1] * 5)
 

@@ -16,7 +16,7 @@ from approx_audit.auditor.decentralized import (mixing_matrix, mixing_spectrum,
                                                 slowest_direction, validate_mixing)
 from approx_audit.auditor.results import validate_results
 from approx_audit.auditor.trace import read_trace
-from approx_audit.auditor.verdicts import algorithm_of, select_bounds
+from approx_audit.auditor.judge import algorithm_of, select_bounds
 from approx_audit.bounds import catalogue
 from approx_audit.bounds.errors import InvalidValueError
 from approx_audit.cli.main import cli
@@ -143,8 +143,8 @@ def test_decentralized_methods_select_their_consensus_bound_only():
 
 def _rule(out, bound_id, **hyper_override):
     """Re-rule one bound from the trace (optionally with a wrong hyper-parameter)."""
-    from approx_audit.auditor.verdicts import (Facts, collect_constants, hyper_values, rule,
-                                               runs_from_records)
+    from approx_audit.auditor.judge import (Facts, collect_constants, hyper_values, rule,
+                                            runs_from_records)
     recs = read_trace(out / "trace.jsonl")
     start = recs[0]
     runs = runs_from_records(recs)

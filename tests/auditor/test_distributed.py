@@ -227,7 +227,7 @@ def test_reduced_values_equal_the_gathered_rank_values(ddp):
 def test_rank_means_are_no_lower_estimate_of_L():
     """A full-batch multi-process run's per-shard curvature means (rank_mean_keys) must not
     become lower bounds on L; the same values from a one-process run do."""
-    from approx_audit.auditor.verdicts import Facts, collect_constants, runs_from_records
+    from approx_audit.auditor.judge import Facts, collect_constants, runs_from_records
 
     facts = Facts("toy", True, False, 0.0, None, {}, 10, 2, "float64")
 

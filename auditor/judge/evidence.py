@@ -1,0 +1,134 @@
+"""A run's evidence: the records of one run of the trace, with accessors keyed by iterate k."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from ..trace import by_run
+
+
+@dataclass(frozen=True)
+class RunEvidence:
+    """One run's records from the trace, with accessors keyed by iterate index k."""
+
+    run: int
+    records: tuple[dict[str, Any], ...]
+
+    def _first(self, kind: str) -> dict[str, Any] | None:
+        return next((r for r in self.records if r["record"] == kind), None)
+
+    @cached_property
+    def start(self) -> dict[str, Any]:
+        return self._first("start") or {}
+
+    @cached_property
+    def init(self) -> dict[str, Any] | None:
+        return self._first("init")
+
+    @cached_property
+    def steps(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["record"] == "step"]
+
+    @cached_property
+    def final(self) -> dict[str, Any] | None:
+        return self._first("final")
+
+    @cached_property
+    def end(self) -> dict[str, Any] | None:
+        return self._first("end")
+
+    @cached_property
+    def diverged(self) -> dict[str, Any] | None:
+        return self._first("diverged")
+        self.steps = [r for r in self.records if r["record"] == "step"]
+        self.final = next((r for r in self.records if r["record"] == "final"), None)
+        self.end = next((r for r in self.records if r["record"] == "end"), None)
+        self.diverged = next((r for r in self.records if r["record"] == "diverged"), None)
+
+    @property
+    def status(self) -> str:
+        if self.end is not None:
+            return self.end.get("status", "completed")
+        return "diverged" if self.diverged else "interrupted"
+
+    @property
+    def full_batch(self) -> bool:
+        return bool(self.start.get("full_batch"))
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.steps)
+
+    def checkpoints(self, key: str) -> dict[int, float]:
+        """k -> value of a quantity measured at x_k (init, checkpoints after steps, final)."""
+        out: dict[int, float] = {}
+        ends = ([self.init] if self.init else []), ([self.final] if self.final else [])
+        for r in ends[0] + self.steps + ends[1]:
+            v = r.get(key)
+            if v is not None:
+                out[int(r["k"])] = float(v)
+        return out
+
+    def objective(self) -> dict[int, float]:
+        """F(x_k): full-data checkpoints, plus the training loss of full-batch steps (at x_t)."""
+        out = self.checkpoints("full_loss")
+        if self.full_batch:
+            for r in self.steps:
+                if r.get("loss") is not None:
+                    out.setdefault(int(r["step"]), float(r["loss"]))
+        return out
+
+    def grad_norm_sq(self) -> dict[int, float]:
+        """‖∇F(x_k)‖²: checkpoints, plus the training gradient of full-batch steps."""
+        out = {k: v * v for k, v in self.checkpoints("full_grad_norm").items()}
+        if self.full_batch:
+            for r in self.steps:
+                if r.get("grad_norm") is not None:
+                    out.setdefault(int(r["step"]), float(r["grad_norm"]) ** 2)
+        return out
+
+    def grad_norm_sq_estimate(self) -> tuple[dict[int, float], str, str]:
+        """‖∇F(x_k)‖² at every iterate 0..N−1 of a minibatch run, with its kind and a note.
+
+        Exact where a full-data checkpoint exists; elsewhere ‖g_k‖² − σ̂²_B from the training
+        gradient g_k (free) minus the minibatch noise the gradient-noise probe measured
+        (interpolated between its steps): E‖g_k‖² = ‖∇F(x_k)‖² + σ_B², so this is unbiased up
+        to the interpolation of σ²_B. Without noise measurements ‖g_k‖² alone over-estimates
+        in expectation (kind ``upper``).
+        """
+        exact = self.grad_norm_sq()
+        g = {int(r["step"]): float(r["grad_norm"]) ** 2 for r in self.steps
+             if r.get("grad_norm") is not None}
+        noise = self.values("gradient_noise_batch")
+        out: dict[int, float] = {}
+        if noise:
+            nk = np.array([k for k, _ in noise], dtype=float)
+            nv = np.array([v for _, v in noise])
+        for k in range(self.n_steps):
+            if k in exact:
+                out[k] = exact[k]
+            elif k in g:
+                out[k] = g[k] - (float(np.interp(k, nk, nv)) if noise else 0.0)
+        if noise:
+            return out, "estimate", ("‖g_k‖² − σ̂²_B (minibatch gradient minus measured noise) "
+                                     "between full-data checkpoints: an estimate")
+        return out, "upper", ("‖g_k‖² of the minibatch gradient between full-data checkpoints: "
+                              "over-estimates ‖∇F‖² in expectation by σ²_B")
+
+    def values(self, key: str) -> list[tuple[int, float]]:
+        """(step, value) of a per-step probe key, skipping missing values."""
+        return [(int(r["step"]), float(r[key])) for r in self.steps if r.get(key) is not None]
+
+    def lrs(self) -> list[float]:
+        return [float(r["lr"]) for r in self.steps if r.get("lr") is not None]
+
+
+
+def runs_from_records(records: Iterable[dict[str, Any]]) -> list[RunEvidence]:
+    """One :class:`RunEvidence` per run of the trace, in run order."""
+    return [RunEvidence(i, tuple(recs)) for i, recs in sorted(by_run(records).items())]
