@@ -204,17 +204,23 @@ def _as_args(X: Any) -> tuple:
 
 def functional_loss(model: nn.Module, criterion: Callable[[Any, Any], Tensor],
                     regularization: Callable[[Params], Tensor] | None = None) -> LossFn:
-    """``f(params, X, y) = criterion(model(X; params), y) [+ regularization(params)]``.
+    """``f(params, X, y) = criterion(model(X; params), y) [+ regularization(params)]``: the one
+    builder of the function every probe evaluates (the Auditor's, a workload's, stability's).
 
-    ``criterion`` must average over the batch (a loss module with ``reduction='sum'`` is
-    refused). The model's buffers are read at each call and *cloned*, so a probe never changes
-    them (BatchNorm running statistics stay as training left them). Parameters missing from
-    ``params`` come from the module. ``X`` may be a tuple of positional inputs.
+    ``criterion`` must average over the batch: a loss module whose ``reduction`` is not
+    ``'mean'`` (e.g. ``nn.CrossEntropyLoss(reduction='sum')``) is refused. A plain function
+    (``F.cross_entropy``, a lambda) cannot be inspected: that it returns a batch mean is the
+    caller's promise, and a sum goes undetected (the values then scale with the batch size).
+    The model's buffers are read at each call and *cloned*, never written back, so a probe's
+    forward pass in train mode leaves BatchNorm's running statistics and
+    ``num_batches_tracked`` as training left them. Parameters missing from ``params`` come
+    from the module. ``X`` may be a tuple of positional inputs.
     """
     reduction = getattr(criterion, "reduction", "mean")
     if reduction != "mean":
-        raise InvalidValueError(f"criterion reduction is {reduction!r}; the auditor's losses are "
-                                "batch means: construct it with reduction='mean'")
+        raise InvalidValueError(f"{type(criterion).__name__} has reduction={reduction!r}; the "
+                                "auditor's losses are batch means: construct it with "
+                                "reduction='mean'")
 
     def f(params: Params, X: Any, y: Any) -> Tensor:
         buffers = {name: b.clone() for name, b in model.named_buffers()}

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from ..bounds import optima
 from ..bounds.errors import ApproxAuditError
+from . import measure as M
 
 __all__ = [
     "Known", "LOSSES", "LOSS_NAMES", "ThreeNodeNet", "UnknownWorkloadError", "UserWorkloadError",
@@ -171,23 +172,17 @@ class Workload:
 
     def functional_loss(self, *, include_regularization: bool = True
                         ) -> Callable[[Mapping[str, Tensor], Tensor, Tensor], Tensor]:
-        """``f(params, X, y)``: the objective as a pure function of a parameter dict (torch.func).
+        """``f(params, X, y)``: the objective as a pure function of a parameter dict, built by
+        :func:`~.measure.functional_loss` on :attr:`model` (buffers cloned, never written back;
+        a ``reduction='sum'`` criterion module refused).
 
-        Uses ``torch.func.functional_call`` on :attr:`model` (its buffers are used as they are).
         ``X``/``y`` are batches with a leading example dimension; ``f`` is the mean over them of
         the per-example loss plus the regularization, so its mean over single examples is the
         objective. To ``vmap`` over examples, add the batch dimension back:
         ``vmap(grad(lambda p, x, t: f(p, x[None], t[None])), in_dims=(None, 0, 0))``.
         """
-        model, criterion, regularization = self.model, self.criterion, self.regularization
-
-        def f(params: Mapping[str, Tensor], X: Tensor, y: Tensor) -> Tensor:
-            loss = criterion(torch.func.functional_call(model, dict(params), (X,)), y)
-            if include_regularization:
-                loss = loss + regularization(params)
-            return loss
-
-        return f
+        return M.functional_loss(self.model, self.criterion,
+                                 self.regularization if include_regularization else None)
 
 
 # -- criteria ---------------------------------------------------------------------------------
@@ -452,22 +447,34 @@ class ThreeNodeNet(nn.Module):
     sigmoid's probability of the label. As ``T → 0`` the relaxation tends to the threshold network
     (for points off the hyperplanes). :meth:`hard_forward` evaluates the threshold network
     with the same weights.
+
+    ``output="and"`` fixes the output unit to the AND of the hidden units (the special case of
+    Blum & Rivest's reduction; no output weights): the output probability is
+    ``p = σ(z_1/T)·σ(z_2/T)`` and :meth:`forward` returns its logit ``log p − log(1 − p)``.
     """
 
-    def __init__(self, d: int, temperature: float = 1.0):
+    def __init__(self, d: int, temperature: float = 1.0, output: str = "threshold"):
         super().__init__()
+        if output not in ("threshold", "and"):
+            raise ValueError(f"output must be 'threshold' or 'and', got {output!r}")
         self.hidden = nn.Linear(d, 2)
-        self.output = nn.Linear(2, 1)
+        self.output = nn.Linear(2, 1) if output == "threshold" else None
         self.temperature = float(temperature)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = torch.sigmoid(self.hidden(x) / self.temperature)
-        return self.output(h).squeeze(-1) / self.temperature
+        z = self.hidden(x) / self.temperature
+        if self.output is None:
+            logp = F.logsigmoid(z).sum(-1)            # log σ(z_1)σ(z_2), stable for large |z|
+            # p < 1 - 1e-12 keeps log(1 - p) finite where both units saturate
+            return logp - torch.log1p(-torch.exp(logp).clamp(max=1 - 1e-12))
+        return self.output(torch.sigmoid(z)).squeeze(-1) / self.temperature
 
     @torch.no_grad()
     def hard_forward(self, x: Tensor) -> Tensor:
         """0/1 predictions of the threshold network with the same weights (long tensor, shape (n,))."""
         h = (self.hidden(x) > 0).to(x.dtype)
+        if self.output is None:
+            return (h.sum(-1) == 2).long()
         return (self.output(h).squeeze(-1) > 0).long()
 
 
