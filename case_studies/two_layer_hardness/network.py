@@ -7,6 +7,12 @@ Boolean function of ``(h_1, h_2)``, stored as a truth table ``t`` of four bits i
 
 This module is the single source of truth for "how many points does this network
 misclassify": every solver's answer (MILP, exhaustive search, relaxation) is re-scored here.
+
+The trainable (relaxed) network is the library's
+:class:`~approx_audit.auditor.workloads.ThreeNodeNet` (see :mod:`.relaxation`); this class is
+not a second copy of it but the study's independent scorer: plain numpy (the exact solvers
+never import torch), any of the 16 output tables (the generic MILP may allow XOR), ±1 labels.
+A test checks that it and ``ThreeNodeNet.hard_forward`` agree point by point.
 """
 
 from __future__ import annotations

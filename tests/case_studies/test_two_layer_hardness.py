@@ -251,6 +251,52 @@ def test_relaxation_fits_a_separable_instance():
         assert r.errors == 0, optimizer
 
 
+def test_relaxation_is_recorded_through_the_auditor(tmp_path):
+    # the study's loop runs under the library's Auditor: its steps are in the trace and its
+    # gradient count is the auditor's
+    inst = planted_instance(30, 3, noise=0.1, seed=2)
+    r = relaxed_train(inst.X, inst.y, optimizer="adam", restarts=3, steps=20, batch_size=8,
+                      seed=1, trace=tmp_path)
+    assert r.audit["record"] == "end" and r.audit["status"] == "completed"
+    assert r.audit["steps"] == 20
+    costs = r.audit["costs"]
+    assert costs["train_steps"] == 20 and costs["train_examples"] == 20 * 8
+    assert r.grad_evals == 3 * costs["train_examples"] == 3 * 20 * 8
+    records = [json.loads(line) for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
+    steps = [x for x in records if x["record"] == "step"]
+    assert [x["step"] for x in steps] == list(range(20))
+    assert all(x["batch_size"] == 8 and np.isfinite(x["loss"]) for x in steps)
+    assert records[0]["record"] == "start" and records[0]["study"] == "two-layer-hardness"
+    assert {"init", "final", "end"} <= {x["record"] for x in records}
+    quiet = relaxed_train(inst.X, inst.y, optimizer="adam", restarts=3, steps=20, batch_size=8,
+                          seed=1)
+    assert quiet.checkpoint_errors == r.checkpoint_errors  # recording changes nothing
+
+
+@pytest.mark.parametrize("output", ["and", "threshold"])
+def test_relaxed_restarts_are_the_librarys_three_node_net(output):
+    import torch
+
+    from approx_audit.auditor.workloads import ThreeNodeNet
+    from approx_audit.case_studies.two_layer_hardness.relaxation import (
+        _hard_networks, _initial, restarts_model)
+
+    inst = planted_instance(25, 3, noise=0.1, output=output, seed=4)
+    gen = torch.Generator().manual_seed(0)
+    init = _initial(torch, output, 4, 3, gen, torch.float64)
+    model = restarts_model(torch, output, init)
+    assert isinstance(model, ThreeNodeNet)
+    X = torch.as_tensor(inst.X)
+    logits, hard = model(X), model.hard_forward(X)
+    assert logits.shape == hard.shape == (4, 25)
+    for r, net in enumerate(_hard_networks(model, output)):
+        single = ThreeNodeNet(3, output=output).double()
+        single.load_state_dict({k: v[r] for k, v in init.items()})
+        assert torch.allclose(single(X), logits[r], rtol=0, atol=1e-12)
+        # the library's hard network and the study's numpy scorer agree point by point
+        assert np.array_equal(np.where(hard[r].numpy() == 1, 1, -1), net.predict(inst.X))
+
+
 # ------------------------------------------------------------------------------ the study
 
 def test_tiny_study_writes_deterministic_report(tmp_path):
