@@ -113,6 +113,10 @@ def _estimated(ctx: Context) -> Status:
     return "estimated", "its constant is estimated along the path"
 
 
+def _not_checked(ctx: Context) -> Status:
+    return "unknown", "not checked by a run"
+
+
 CHECKERS: dict[str, Callable[[Context], Status]] = {
     "convex": _convex,
     "strongly_convex": lambda ctx: _convex(ctx, strongly=True),
@@ -127,6 +131,9 @@ CHECKERS: dict[str, Callable[[Context], Status]] = {
     "bounded_update_spread": _measured("Su"),
     **{aid: _estimated for aid in ("bounded_variance", "bounded_second_moment",
                                    "bounded_gradient_inf", "lipschitz_loss", "l_smooth")},
+    # no probe measures these: said so, rather than left to the default
+    **{aid: _not_checked for aid in ("bounded_loss", "hessian_lower_bound_at_optimum",
+                                     "lipschitz_hessian")},
 }
 
 
@@ -135,6 +142,6 @@ def check_assumptions(ids: Sequence[str], ctx: Context) -> tuple[dict[str, str],
     out = []
     for aid in ids:
         checker = CHECKERS.get(aid)
-        status, reason = checker(ctx) if checker else ("unknown", "not checked by a run")
+        status, reason = (checker or _not_checked)(ctx)
         out.append({"id": aid, "status": status, "reason": reason})
     return tuple(out)
