@@ -212,7 +212,7 @@ def _hard_networks(model, output) -> list[Network]:
 
 
 def _train(torch, X, y, output, optimizer, R, steps, lr, B, seed, cps, trace) -> RelaxedResult:
-    from ...auditor.run import Auditor
+    from ...auditor import Auditor
 
     n, d = X.shape
     t0 = time.perf_counter()

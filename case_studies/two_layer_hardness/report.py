@@ -1,20 +1,35 @@
 """Rendering of ``results.json`` into ``report.md`` and three SVG figures beside it.
 
-:func:`render_report` is the one entry point; it only reads the results dict (a template
-never computes: every number printed is looked up or is a plain formatting of one that was
-measured). It is meant to move to the project's Jinja templates once they exist.
+:func:`render_report` is the one entry point; it only reads the results dict (nothing here
+computes: every number printed is looked up or is a plain formatting of one that was
+measured), so a report rebuilt from the file is byte-identical to the first.
+
+What comes from the library, as a user would take it: every file is written with
+:func:`approx_audit.auditor.report.write_text_atomic` (a temporary file, then a rename), the
+series colours are its :data:`~approx_audit.auditor.report.plots.PALETTE`, and figures follow its
+plotting rule (``matplotlib.figure.Figure`` on an explicit Agg canvas inside
+``rc_context``: no pyplot, no global state). Why not the library's report itself: its
+templates and :func:`~approx_audit.auditor.report.report_context` render an *audit's*
+``results.json`` (verdicts on bounds, probes, constants; ``check_results`` refuses anything
+else), while this study's document holds MILP optima, certified ratios and agreement checks;
+and its Jinja environment is private to :mod:`approx_audit.auditor.report.render` and bound to
+the audit templates, so the study's tables are built here, one small function per section.
 SVG output is deterministic: fixed ``svg.hashsalt`` and no date in the metadata.
 """
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
 
+from ...auditor.report import write_text_atomic
+from ...auditor.report.plots import PALETTE
+
 FIGURES = {"time": "exact_time_vs_n.svg", "ratio": "ratio_vs_grad_evals.svg",
            "success": "reduction_success.svg"}
-COLORS = {"sgd": "tab:blue", "adam": "tab:orange"}
+COLORS = {"sgd": PALETTE[0], "adam": PALETTE[1]}
 
 THEOREM = (
     "**Theorem (Blum & Rivest 1992; NIPS 1988).** Consider the network with n inputs, two "
@@ -81,107 +96,132 @@ def _best_so_far(rec: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.array(rec["checkpoint_grad_evals"]), np.minimum.accumulate(errs)
 
 
+def _new_figure(ncols: int = 1, figsize=(6, 4)):
+    """A figure on its own Agg canvas (no pyplot: nothing global is touched) and its axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(1, ncols)
+
+
+def _save(fig, out_dir: str, key: str) -> None:
+    fig.tight_layout()
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None})
+    write_text_atomic(os.path.join(out_dir, FIGURES[key]), buf.getvalue())
+
+
+def _time_figure(planted: list, tl: float, out_dir: str) -> None:
+    """Exact solve time vs n, one series per d; time-outs as crosses at their time."""
+    import matplotlib
+
+    fig, ax = _new_figure()
+    dims = sorted({r["d"] for r in planted})
+    cmap = matplotlib.colormaps["viridis"].resampled(max(len(dims), 2))
+    for j, d in enumerate(dims):
+        rs = [r for r in planted if r["d"] == d]
+        ns = sorted({r["n"] for r in rs})
+        med = [np.median([r["exact"]["time_s"] for r in rs if r["n"] == n]) for n in ns]
+        ax.plot(ns, med, "-", color=cmap(j), label=f"MILP, d = {d} (median)")
+        ok = [r for r in rs if r["status"] == "optimal"]
+        to = [r for r in rs if r["status"] != "optimal"]
+        ax.plot([r["n"] for r in ok], [r["exact"]["time_s"] for r in ok], "o",
+                color=cmap(j), ms=4, alpha=0.7)
+        ax.plot([r["n"] for r in to], [r["exact"]["time_s"] for r in to], "x",
+                color="tab:red", ms=7, mew=1.5)
+    ns = sorted({r["n"] for r in planted})
+    rel = [np.median([r["relaxed"]["adam"]["time_s"] for r in planted if r["n"] == n])
+           for n in ns]
+    ax.plot(ns, rel, "--", color="grey", label="Adam relaxation, all restarts (median)")
+    ax.axhline(tl, color="tab:red", lw=0.8, ls=":", label=f"time limit {tl:g} s")
+    ax.plot([], [], "x", color="tab:red", label="time-out (true time is larger)")
+    ax.set_yscale("log")
+    ax.set_xlabel("n (points)")
+    ax.set_ylabel("wall time (s)")
+    ax.set_title("Exact training (MILP, AND-output 3-node network)")
+    ax.legend(fontsize=7)
+    _save(fig, out_dir, "time")
+
+
+def _ratio_curves(planted: list, a1, a2) -> None:
+    """Best-so-far ratio (OPT > 0 proven) on ``a1``, additive excess (OPT = 0) on ``a2``, and
+    the certified range at the final cost where the MILP timed out."""
+    unproven = [r["name"] for r in planted if not r["opt_proven"]]
+    for r in planted:
+        for k in ("sgd", "adam"):
+            g, e = _best_so_far(r["relaxed"][k])
+            c = r["certified"][k]
+            if r["opt_proven"] and r["opt_lower"] > 0:
+                a1.plot(g, e / r["opt_lower"], color=COLORS[k], alpha=0.35, lw=1)
+            elif r["opt_proven"]:
+                a2.plot(g, e, color=COLORS[k], alpha=0.35, lw=1)
+            else:
+                lo = c["ratio_low"] or 0.0
+                hi = c["ratio_high"]
+                top = hi if hi is not None else a1.get_ylim()[1]
+                j = unproven.index(r["name"]) + 1  # spread the bars so none hides another
+                a1.vlines(g[-1] * 1.07 ** (j if k == "adam" else -j), lo, top,
+                          color=COLORS[k], lw=2, alpha=0.8)
+
+
+def _ratio_figure(planted: list, out_dir: str) -> None:
+    """Ratio and additive excess vs gradient evaluations (see :func:`_ratio_curves`)."""
+    fig, (a1, a2) = _new_figure(2, figsize=(9, 3.8))
+    _ratio_curves(planted, a1, a2)
+    a1.axhline(1, color="k", lw=0.8)
+    for k in ("sgd", "adam"):
+        a1.plot([], [], color=COLORS[k], label=k.upper() if k == "sgd" else "Adam")
+    a1.plot([], [], color="grey", lw=2.5, label="certified range (MILP timed out)")
+    a1.set_xscale("log")
+    a1.set_xlabel("gradient evaluations (per example, all restarts)")
+    a1.set_ylabel("errors / OPT (best so far)")
+    a1.set_title("OPT > 0 (proven) or bracketed")
+    a1.legend(fontsize=7)
+    a2.set_xscale("log")
+    a2.set_xlabel("gradient evaluations (per example, all restarts)")
+    a2.set_ylabel("errors − OPT (OPT = 0)")
+    a2.set_title("OPT = 0: additive excess")
+    _save(fig, out_dir, "ratio")
+
+
+def _success_figure(reductions: list, out_dir: str) -> None:
+    """Success rate on splittable reduction instances vs gradient evaluations."""
+    fig, ax = _new_figure(figsize=(6, 3.8))
+    split = [r for r in reductions if r["splittable"]]
+    for variant, style, what in (("and", "-", "AND output, no gadget"),
+                                 ("threshold", "--", "threshold output, gadget")):
+        for k in ("sgd", "adam"):
+            if not split:
+                break
+            curves = [_best_so_far(r[variant]["relaxed"][k]) for r in split]
+            rate = np.mean([c[1] == 0 for c in curves], axis=0)
+            ax.plot(curves[0][0], rate, style, marker="o" if k == "sgd" else "s",
+                    color=COLORS[k], ms=3, alpha=0.85,
+                    label=f"{'SGD' if k == 'sgd' else 'Adam'}, {what}")
+    ax.axhline(1.0, color="k", lw=0.8, ls=":", label="MILP (exact; when it finishes)")
+    ax.set_xscale("log")
+    ax.set_ylim(-0.03, 1.05)
+    ax.set_xlabel("gradient evaluations (per example, all restarts)")
+    ax.set_ylabel("fraction with a consistent network")
+    ax.set_title(f"Splittable Blum–Rivest instances ({len(split)} instances)")
+    ax.legend(fontsize=7)
+    _save(fig, out_dir, "success")
+
+
 def _figures(results: dict, out_dir: str) -> None:
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    planted, reductions = results["planted"], results["reductions"]
-    tl = results["provenance"]["options"]["time_limit"]
     with matplotlib.rc_context({"svg.hashsalt": "approx-audit", "font.size": 9}):
-        # 1. exact solve time vs n, one series per d; time-outs as crosses at their time
-        fig, ax = plt.subplots(figsize=(6, 4))
-        dims = sorted({r["d"] for r in planted})
-        cmap = plt.get_cmap("viridis", max(len(dims), 2))
-        for j, d in enumerate(dims):
-            rs = [r for r in planted if r["d"] == d]
-            ns = sorted({r["n"] for r in rs})
-            med = [np.median([r["exact"]["time_s"] for r in rs if r["n"] == n]) for n in ns]
-            ax.plot(ns, med, "-", color=cmap(j), label=f"MILP, d = {d} (median)")
-            ok = [r for r in rs if r["status"] == "optimal"]
-            to = [r for r in rs if r["status"] != "optimal"]
-            ax.plot([r["n"] for r in ok], [r["exact"]["time_s"] for r in ok], "o",
-                    color=cmap(j), ms=4, alpha=0.7)
-            ax.plot([r["n"] for r in to], [r["exact"]["time_s"] for r in to], "x",
-                    color="tab:red", ms=7, mew=1.5)
-        ns = sorted({r["n"] for r in planted})
-        rel = [np.median([r["relaxed"]["adam"]["time_s"] for r in planted if r["n"] == n])
-               for n in ns]
-        ax.plot(ns, rel, "--", color="grey", label="Adam relaxation, all restarts (median)")
-        ax.axhline(tl, color="tab:red", lw=0.8, ls=":", label=f"time limit {tl:g} s")
-        ax.plot([], [], "x", color="tab:red", label="time-out (true time is larger)")
-        ax.set_yscale("log")
-        ax.set_xlabel("n (points)")
-        ax.set_ylabel("wall time (s)")
-        ax.set_title("Exact training (MILP, AND-output 3-node network)")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(os.path.join(out_dir, FIGURES["time"]), metadata={"Date": None})
-        plt.close(fig)
-
-        # 2. ratio (OPT > 0 proven) and additive excess (OPT = 0) vs gradient evaluations,
-        #    with the certified range at the final cost where the MILP timed out
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.8))
-        unproven = [r["name"] for r in planted if not r["opt_proven"]]
-        for r in planted:
-            for k in ("sgd", "adam"):
-                g, e = _best_so_far(r["relaxed"][k])
-                c = r["certified"][k]
-                if r["opt_proven"] and r["opt_lower"] > 0:
-                    a1.plot(g, e / r["opt_lower"], color=COLORS[k], alpha=0.35, lw=1)
-                elif r["opt_proven"]:
-                    a2.plot(g, e, color=COLORS[k], alpha=0.35, lw=1)
-                else:
-                    lo = c["ratio_low"] or 0.0
-                    hi = c["ratio_high"]
-                    top = hi if hi is not None else a1.get_ylim()[1]
-                    j = unproven.index(r["name"]) + 1  # spread the bars so none hides another
-                    a1.vlines(g[-1] * 1.07 ** (j if k == "adam" else -j), lo, top,
-                              color=COLORS[k], lw=2, alpha=0.8)
-        a1.axhline(1, color="k", lw=0.8)
-        for k in ("sgd", "adam"):
-            a1.plot([], [], color=COLORS[k], label=k.upper() if k == "sgd" else "Adam")
-        a1.plot([], [], color="grey", lw=2.5, label="certified range (MILP timed out)")
-        a1.set_xscale("log")
-        a1.set_xlabel("gradient evaluations (per example, all restarts)")
-        a1.set_ylabel("errors / OPT (best so far)")
-        a1.set_title("OPT > 0 (proven) or bracketed")
-        a1.legend(fontsize=7)
-        a2.set_xscale("log")
-        a2.set_xlabel("gradient evaluations (per example, all restarts)")
-        a2.set_ylabel("errors − OPT (OPT = 0)")
-        a2.set_title("OPT = 0: additive excess")
-        fig.tight_layout()
-        fig.savefig(os.path.join(out_dir, FIGURES["ratio"]), metadata={"Date": None})
-        plt.close(fig)
-
-        # 3. success rate on splittable reduction instances vs gradient evaluations
-        fig, ax = plt.subplots(figsize=(6, 3.8))
-        split = [r for r in reductions if r["splittable"]]
-        for variant, style, what in (("and", "-", "AND output, no gadget"),
-                                     ("threshold", "--", "threshold output, gadget")):
-            for k in ("sgd", "adam"):
-                if not split:
-                    break
-                curves = [_best_so_far(r[variant]["relaxed"][k]) for r in split]
-                rate = np.mean([c[1] == 0 for c in curves], axis=0)
-                ax.plot(curves[0][0], rate, style, marker="o" if k == "sgd" else "s",
-                        color=COLORS[k], ms=3, alpha=0.85,
-                        label=f"{'SGD' if k == 'sgd' else 'Adam'}, {what}")
-        ax.axhline(1.0, color="k", lw=0.8, ls=":", label="MILP (exact; when it finishes)")
-        ax.set_xscale("log")
-        ax.set_ylim(-0.03, 1.05)
-        ax.set_xlabel("gradient evaluations (per example, all restarts)")
-        ax.set_ylabel("fraction with a consistent network")
-        ax.set_title(f"Splittable Blum–Rivest instances ({len(split)} instances)")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(os.path.join(out_dir, FIGURES["success"]), metadata={"Date": None})
-        plt.close(fig)
+        _time_figure(results["planted"], results["provenance"]["options"]["time_limit"],
+                     out_dir)
+        _ratio_figure(results["planted"], out_dir)
+        _success_figure(results["reductions"], out_dir)
 
 
-def _markdown(results: dict) -> str:
+def _md_intro(results: dict) -> list[str]:
+    """Title, headline, the theorem and what was run."""
     prov, summ = results["provenance"], results["summary"]
     opts = prov["options"]
     v = prov["versions"]
@@ -211,16 +251,20 @@ def _markdown(results: dict) -> str:
             f"{opts['restarts']} restarts × {opts['steps']} steps, minibatch "
             f"{opts['batch_size']}; scored as the hardened (threshold) network. Compute is "
             "counted in per-example gradient evaluations over all restarts.", ""]
+    return out
 
-    out += ["## Agreement checks", "",
-            _table(["check", "status", "passed", "failed", "inconclusive", "what"],
-                   [[c["name"], c["status"], c["passed"], c["failed"], c["inconclusive"],
-                     c["description"]] for c in results["checks"]]), ""]
+
+def _md_checks_and_timing(results: dict) -> list[str]:
+    """The agreement checks (and what failed), then the exact-training time table."""
+    summ = results["summary"]
+    out = ["## Agreement checks", "",
+           _table(["check", "status", "passed", "failed", "inconclusive", "what"],
+                  [[c["name"], c["status"], c["passed"], c["failed"], c["inconclusive"],
+                    c["description"]] for c in results["checks"]]), ""]
     for c in results["checks"]:
         if c["failures"]:
             out.append(f"* {c['name']} failed on: {', '.join(c['failures'])}")
     out.append("")
-
     out += ["## Exact training time", "", f"![exact time vs n]({FIGURES['time']})", "",
             "Median over instances; a median marked ≥ is censored (half or more of its "
             "instances timed out, so the true median is at least the value shown).", "",
@@ -230,11 +274,23 @@ def _markdown(results: dict) -> str:
                      ("≥ " if t["median_is_lower_bound"] else "") + _fmt(t["median_time_s"]),
                      _fmt(t["max_time_s"]), _fmt(t["median_relaxed_time_s"]["adam"])]
                     for t in summ["timing"]]), ""]
+    return out
 
-    out += ["## Approximate vs exact training", "", f"![ratio vs gradient evaluations]"
-            f"({FIGURES['ratio']})", ""]
+
+def _md_ratio_cell(c: dict) -> str:
+    """A relaxation's ratio to OPT, its additive excess (OPT = 0) or its certified range."""
+    if c["opt_proven"]:
+        return _fmt(c["ratio"]) if c["ratio"] is not None else f"+{c['excess']}"
+    hi = _fmt(c["ratio_high"]) if c["ratio_high"] is not None else "∞"
+    return f"[{_fmt(c['ratio_low'])}, {hi}]"
+
+
+def _md_approximate(results: dict) -> list[str]:
+    """Relaxation vs the exact optimum: the summary table, then one row per instance."""
+    out = ["## Approximate vs exact training", "", f"![ratio vs gradient evaluations]"
+           f"({FIGURES['ratio']})", ""]
     rows = []
-    for k, s in summ["relaxation_vs_opt"].items():
+    for k, s in results["summary"]["relaxation_vs_opt"].items():
         rows.append([k.upper() if k == "sgd" else "Adam", s["proven_opt_positive"],
                      _fmt(s["ratio_min"]), _fmt(s["ratio_median"]), _fmt(s["ratio_max"]),
                      s["exactly_optimal"], f"{s['opt_zero_found']}/{s['proven_opt_zero']}",
@@ -252,28 +308,26 @@ def _markdown(results: dict) -> str:
         cells = [r["name"], r["status"], _fmt(r["exact"]["time_s"]), r["exact"]["errors"], opt,
                  r["teacher_errors"]]
         for k in ("sgd", "adam"):
-            c = r["certified"][k]
-            if c["opt_proven"]:
-                rat = _fmt(c["ratio"]) if c["ratio"] is not None else f"+{c['excess']}"
-            else:
-                hi = _fmt(c["ratio_high"]) if c["ratio_high"] is not None else "∞"
-                rat = f"[{_fmt(c['ratio_low'])}, {hi}]"
-            cells += [c["errors"], rat]
+            cells += [r["certified"][k]["errors"], _md_ratio_cell(r["certified"][k])]
         prow.append(cells)
     out += [_table(["instance", "MILP status", "time (s)", "MILP errors", "OPT", "teacher",
                     "SGD", "SGD ratio", "Adam", "Adam ratio"], prow), ""]
+    return out
 
-    split = summ["reduction_splittable"]
-    succ = summ["reduction_success"]
-    out += ["## Reduction instances", "", f"![success on reduction instances]"
-            f"({FIGURES['success']})", "",
-            f"On the {split} splittable instances a consistent network exists (Blum & Rivest's "
-            "weights and the MILP both confirm it when the MILP finishes). The relaxation found "
-            f"one in {succ['and']['sgd']}/{split} (SGD) and {succ['and']['adam']}/{split} (Adam) "
-            "cases on the AND instances (no gadget), and in "
-            f"{succ['threshold']['sgd']}/{split} (SGD) and {succ['threshold']['adam']}/{split} "
-            "(Adam) cases on the full 3-node instances (gadget, threshold output). Columns "
-            "SGD/Adam give the fewest errors of the hardened network (AND / 3-node).", ""]
+
+def _md_reductions(results: dict) -> list[str]:
+    """The reduction instances: success counts, then one row per instance."""
+    split = results["summary"]["reduction_splittable"]
+    succ = results["summary"]["reduction_success"]
+    out = ["## Reduction instances", "", f"![success on reduction instances]"
+           f"({FIGURES['success']})", "",
+           f"On the {split} splittable instances a consistent network exists (Blum & Rivest's "
+           "weights and the MILP both confirm it when the MILP finishes). The relaxation found "
+           f"one in {succ['and']['sgd']}/{split} (SGD) and {succ['and']['adam']}/{split} (Adam) "
+           "cases on the AND instances (no gadget), and in "
+           f"{succ['threshold']['sgd']}/{split} (SGD) and {succ['threshold']['adam']}/{split} "
+           "(Adam) cases on the full 3-node instances (gadget, threshold output). Columns "
+           "SGD/Adam give the fewest errors of the hardened network (AND / 3-node).", ""]
     rrow = []
     for r in results["reductions"]:
         a, t = r["and"], r["threshold"]
@@ -286,14 +340,19 @@ def _markdown(results: dict) -> str:
                      f"{a['relaxed']['adam']['errors']} / {t['relaxed']['adam']['errors']}"])
     out += [_table(["instance", "k/m", "splittable", "n×d (gadget)", "OPT AND", "OPT 3-node",
                     "time (s)", "Blum–Rivest weights", "SGD", "Adam"], rrow), ""]
+    return out
 
+
+def _md_closing(results: dict) -> list[str]:
+    """The d = 2 exhaustive check, the caveats and the provenance table."""
+    prov = results["provenance"]
+    opts, v = prov["options"], prov["versions"]
     ex = results["exhaustive_checks"]
-    out += ["## Independent check: exhaustive search (d = 2)", "",
-            _table(["instance", "output", "dichotomies", "exhaustive OPT", "MILP OPT", "status"],
-                   [[r["name"], r["output"], r["exhaustive"]["n_dichotomies"],
-                     r["exhaustive"]["errors"], r["exact"]["errors"], r["status"]] for r in ex]),
-            ""]
-
+    out = ["## Independent check: exhaustive search (d = 2)", "",
+           _table(["instance", "output", "dichotomies", "exhaustive OPT", "MILP OPT", "status"],
+                  [[r["name"], r["output"], r["exhaustive"]["n_dichotomies"],
+                    r["exhaustive"]["errors"], r["exact"]["errors"], r["status"]] for r in ex]),
+           ""]
     out += ["## What the measurements show and do not show", ""]
     out += [f"* {c}" for c in CAVEATS]
     out += ["", "## Provenance", "",
@@ -306,13 +365,17 @@ def _markdown(results: dict) -> str:
                     ["solver", prov["solver"]],
                     ["versions", ", ".join(f"{k} {val}" for k, val in v.items())]]),
             "", "`results.json` beside this file holds every number above, per instance.", ""]
-    return "\n".join(out)
+    return out
+
+
+def _markdown(results: dict) -> str:
+    sections = (_md_intro, _md_checks_and_timing, _md_approximate, _md_reductions, _md_closing)
+    return "\n".join(line for section in sections for line in section(results))
 
 
 def render_report(results: dict, out_dir: str) -> dict:
     """Write ``report.md`` and the SVG figures for ``results`` into ``out_dir``; return paths."""
     _figures(results, out_dir)
     path = os.path.join(out_dir, "report.md")
-    with open(path, "w") as fh:
-        fh.write(_markdown(results))
+    write_text_atomic(path, _markdown(results))
     return {"report": path, **{k: os.path.join(out_dir, f) for k, f in FIGURES.items()}}

@@ -4,6 +4,14 @@
 approximately (SGD and Adam on the sigmoid relaxation), runs the independent checks, and
 returns one JSON-ready dict — the source of truth for the report. Nothing in it is typed in:
 every number comes from the run.
+
+How it uses the library: the relaxation trains the library's ``ThreeNodeNet`` under an
+``Auditor`` attached to the study's own loop (:mod:`.relaxation`), and the files are written
+atomically by the library's ``write_text_atomic``. The run is not an ``approx-audit run``
+(``run_audit``): that audits one optimizer against the bound catalogue, while this study's
+loop must keep its own schedule (all restarts on one minibatch, hard scoring at geometric
+checkpoints) and its results are MILP optima and ratios, not verdicts — so it writes its own
+``results.json`` (schema :data:`SCHEMA`) and renders it with :mod:`.report`.
 """
 
 from __future__ import annotations
@@ -432,9 +440,9 @@ def run_study(options: StudyOptions | None = None, out_dir=None, *,
     text = json.dumps(results, indent=1, allow_nan=False)
     results = json.loads(text)  # what is returned and rendered is exactly what the file holds
     if path is not None:
+        from ...auditor.report import write_text_atomic
         from .report import render_report
 
-        with open(os.path.join(path, "results.json"), "w") as fh:
-            fh.write(text + "\n")
+        write_text_atomic(os.path.join(path, "results.json"), text + "\n")
         render_report(results, path)
     return results
