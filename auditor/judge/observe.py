@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,72 +74,106 @@ def _prefix_stats(points: Mapping[int, float], n_steps: int, weights_fn=None, ho
     return Observed(np.array(grid, dtype=float), np.array(out), kind, note)
 
 
+def _gap(bound: Bound, run: RunEvidence, facts: Facts, hyper: Mapping[str, float]
+         ) -> Observed | str:
+    """F(x_K) − f* (or F at the theorem's average): exact with f*, an over-estimate with
+    f_lower."""
+    if bound.quantity is Quantity.LAST_ITERATE_GAP:
+        pts, what = run.objective(), "F(x_K)"
+    else:
+        key = AVERAGE_KEY.get(bound.id)
+        if key is None:
+            return "the auditor does not track the average this theorem uses"
+        pts, what = run.checkpoints(key[0]), f"F at {key[1]}"
+        if not pts:
+            return "the averaged iterates were not evaluated (no full-data checkpoints)"
+    ref = facts.f_star if facts.f_star is not None else facts.f_lower
+    if ref is None:
+        return "needs f* (or a lower bound f_lower) to measure the suboptimality"
+    ks = sorted(k for k in pts if k >= 1)
+    if not ks:
+        return "no full-data checkpoint after the first step"
+    kind = "exact" if facts.f_star is not None else "upper"
+    note = "" if facts.f_star is not None else (f"{what} − f_lower with f_lower ≤ f*: "
+                                                "over-estimates the gap")
+    return Observed(np.array(ks, float), np.array([pts[k] - ref for k in ks]), kind, note)
+
+
+def _dist_sq(bound: Bound, run: RunEvidence, facts: Facts, hyper: Mapping[str, float]
+             ) -> Observed | str:
+    pts = run.checkpoints("dist_sq")
+    ks = sorted(k for k in pts if k >= 1)
+    if not ks:
+        return "needs the workload's exact minimizer x* to measure ‖x_K − x*‖²"
+    return Observed(np.array(ks, float), np.array([pts[k] for k in ks]), "exact")
+
+
+def _min_grad(bound: Bound, run: RunEvidence, facts: Facts, hyper: Mapping[str, float]
+              ) -> Observed | str:
+    r = _prefix_stats(run.grad_norm_sq(), run.n_steps, how="min")
+    return r if r is not None else "no full-data gradient norms were measured"
+
+
+def _avg_grad(bound: Bound, run: RunEvidence, facts: Facts, hyper: Mapping[str, float]
+              ) -> Observed | str:
+    """The (weighted) average of ‖∇F(x_k)‖² over k < K: exact where every iterate was
+    measured, else from the minibatch gradients minus the measured noise."""
+    q, N = bound.quantity, run.n_steps
+    b1 = float(hyper.get("beta1", 0.0)) if q is Quantity.RANDOM_ITERATE_GRAD_NORM_SQ else 0.0
+    wf = None if b1 == 0 else (lambda k, K: 1.0 - b1 ** (K - k))
+    pts = run.grad_norm_sq()
+    kind, note = "exact", ""
+    if sorted(k for k in pts if k < N) != list(range(N)):
+        pts, kind, note = run.grad_norm_sq_estimate()
+    r = _prefix_stats(pts, N, weights_fn=wf, how="mean")
+    if r is None:
+        return "no gradient norms were measured"
+    if r.kind == "exact":
+        r = dataclasses.replace(r, kind=kind, note=note)
+    if q is Quantity.AVG_GRAD_NORM_SQ:
+        return r
+    return dataclasses.replace(r, note=(r.note + " " if r.note else "") + (
+        "E over τ with P(τ = j) ∝ 1 − β1^(K−j)" if wf else "E over τ uniform on 0..K−1"))
+
+
+def _stability(bound: Bound, run: RunEvidence, facts: Facts, hyper: Mapping[str, float]
+               ) -> Observed | str:
+    return "a stability bound needs runs on neighbouring datasets: use approx-audit stability"
+
+
+def _consensus(bound: Bound, run: RunEvidence, facts: Facts, hyper: Mapping[str, float]
+               ) -> Observed | str:
+    return _observe_consensus(run, facts)
+
+
+def _rate(bound: Bound, run: RunEvidence, facts: Facts, hyper: Mapping[str, float]
+          ) -> Observed | str:
+    pts = run.checkpoints("dist_sq")
+    if 0 not in pts or len(pts) < 2 or pts[0] <= 0:
+        return "needs ‖x_k − x*‖ at x_0 and later (the workload's exact minimizer)"
+    K = max(pts)
+    rate = (pts[K] / pts[0]) ** (0.5 / K) if pts[K] > 0 else 0.0
+    return Observed(np.array([float(K)]), np.array([rate]), "estimate",
+                    "(‖x_K − x*‖/‖x_0 − x*‖)^(1/K): a finite-horizon stand-in for the limsup")
+
+
+# the observer of each quantity a training run can measure
+OBSERVERS: dict[Quantity, Callable[..., Observed | str]] = {
+    Quantity.LAST_ITERATE_GAP: _gap, Quantity.AVERAGED_ITERATE_GAP: _gap,
+    Quantity.LAST_ITERATE_DIST_SQ: _dist_sq, Quantity.MIN_GRAD_NORM_SQ: _min_grad,
+    Quantity.AVG_GRAD_NORM_SQ: _avg_grad, Quantity.RANDOM_ITERATE_GRAD_NORM_SQ: _avg_grad,
+    **{q: _stability for q in STABILITY_QUANTITIES},
+    Quantity.CONSENSUS_DISTANCE: _consensus, Quantity.ASYMPTOTIC_RATE: _rate,
+}
+
+
 def observe(bound: Bound, run: RunEvidence, facts: Facts, hyper: Mapping[str, float]
             ) -> Observed | str:
     """The bound's left-hand side along ``run``, or a one-line reason it cannot be measured."""
-    q = bound.quantity
-    N = run.n_steps
-    if q in (Quantity.LAST_ITERATE_GAP, Quantity.AVERAGED_ITERATE_GAP):
-        if q is Quantity.LAST_ITERATE_GAP:
-            pts = run.objective()
-            what = "F(x_K)"
-        else:
-            key = AVERAGE_KEY.get(bound.id)
-            if key is None:
-                return "the auditor does not track the average this theorem uses"
-            pts = run.checkpoints(key[0])
-            what = f"F at {key[1]}"
-            if not pts:
-                return "the averaged iterates were not evaluated (no full-data checkpoints)"
-        ref = facts.f_star if facts.f_star is not None else facts.f_lower
-        if ref is None:
-            return "needs f* (or a lower bound f_lower) to measure the suboptimality"
-        ks = sorted(k for k in pts if k >= 1)
-        if not ks:
-            return "no full-data checkpoint after the first step"
-        kind = "exact" if facts.f_star is not None else "upper"
-        note = "" if facts.f_star is not None else (f"{what} − f_lower with f_lower ≤ f*: "
-                                                    "over-estimates the gap")
-        return Observed(np.array(ks, float), np.array([pts[k] - ref for k in ks]), kind, note)
-    if q is Quantity.LAST_ITERATE_DIST_SQ:
-        pts = run.checkpoints("dist_sq")
-        ks = sorted(k for k in pts if k >= 1)
-        if not ks:
-            return "needs the workload's exact minimizer x* to measure ‖x_K − x*‖²"
-        return Observed(np.array(ks, float), np.array([pts[k] for k in ks]), "exact")
-    if q is Quantity.MIN_GRAD_NORM_SQ:
-        r = _prefix_stats(run.grad_norm_sq(), N, how="min")
-        return r if r is not None else "no full-data gradient norms were measured"
-    if q in (Quantity.AVG_GRAD_NORM_SQ, Quantity.RANDOM_ITERATE_GRAD_NORM_SQ):
-        b1 = float(hyper.get("beta1", 0.0)) if q is Quantity.RANDOM_ITERATE_GRAD_NORM_SQ else 0.0
-        wf = None if b1 == 0 else (lambda k, K: 1.0 - b1 ** (K - k))
-        pts = run.grad_norm_sq()
-        kind, note = "exact", ""
-        if sorted(k for k in pts if k < N) != list(range(N)):
-            pts, kind, note = run.grad_norm_sq_estimate()
-        r = _prefix_stats(pts, N, weights_fn=wf, how="mean")
-        if r is None:
-            return "no gradient norms were measured"
-        if r.kind == "exact":
-            r = dataclasses.replace(r, kind=kind, note=note)
-        if q is Quantity.AVG_GRAD_NORM_SQ:
-            return r
-        return dataclasses.replace(r, note=(r.note + " " if r.note else "") + (
-            "E over τ with P(τ = j) ∝ 1 − β1^(K−j)" if wf else "E over τ uniform on 0..K−1"))
-    if q in STABILITY_QUANTITIES:
-        return ("a stability bound needs runs on neighbouring datasets: use approx-audit "
-                "stability")
-    if q is Quantity.CONSENSUS_DISTANCE:
-        return _observe_consensus(run, facts)
-    if q is Quantity.ASYMPTOTIC_RATE:
-        pts = run.checkpoints("dist_sq")
-        if 0 not in pts or len(pts) < 2 or pts[0] <= 0:
-            return "needs ‖x_k − x*‖ at x_0 and later (the workload's exact minimizer)"
-        K = max(pts)
-        rate = (pts[K] / pts[0]) ** (0.5 / K) if pts[K] > 0 else 0.0
-        return Observed(np.array([float(K)]), np.array([rate]), "estimate",
-                        "(‖x_K − x*‖/‖x_0 − x*‖)^(1/K): a finite-horizon stand-in for the limsup")
-    return f"the auditor does not measure {q.value} in a training run"
+    observer = OBSERVERS.get(bound.quantity)
+    if observer is None:
+        return f"the auditor does not measure {bound.quantity.value} in a training run"
+    return observer(bound, run, facts, hyper)
 
 
 def _observe_consensus(run: RunEvidence, facts: Facts) -> Observed | str:
