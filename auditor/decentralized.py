@@ -78,8 +78,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -89,15 +87,13 @@ import torch
 from torch import Tensor
 
 from ..bounds.errors import InvalidValueError
-from .distributed import (ENV_CRASH_RANK, ENV_CRASH_STEP, ENV_GATHER, CollectiveAuditor,
-                          _check_same_start, _collective_device, _crash_step,
-                          _init_process_group, _one_line, _write_error, check_split,
-                          failure_status, shard_bounds)
+from .distributed import (ENV_GATHER, CollectiveAuditor,
+                          RankSetup, _collective_device, _one_line, global_loss, rank_batches)
 from .measure import Cost
 from .run import FlatParams
 
-__all__ = ["METHODS", "DecentralizedAuditor", "mixing_matrix", "mixing_spectrum",
-           "run_worker", "slowest_direction", "validate_mixing"]
+__all__ = ["DECENTRALIZED", "METHODS", "DecentralizedAuditor", "GossipSetup", "mixing_matrix",
+           "mixing_spectrum", "slowest_direction", "validate_mixing"]
 
 METHODS = ("ddp", "dpsgd", "local-sgd", "easgd")
 DECENTRALIZED = ("dpsgd", "local-sgd", "easgd")
@@ -560,38 +556,15 @@ def train_rank(workload, model, optimizer, auditor: DecentralizedAuditor, method
                world: int, progress: dict[str, Any]) -> str:
     """One rank's loop: its own slice of the global minibatch (or its shard), the local step,
     the method's communication around it."""
-    import torch.distributed as dist
-
-    X, y, n = workload.X, workload.y, workload.n
-    full = batch_size is None or batch_size >= n
-    gen = torch.Generator(device="cpu").manual_seed(int(sampling_seed))
-    crash = _crash_step(rank)
     zero = os.environ.get(ENV_ZERO_GRAD) == "1"
-    dev = _collective_device()
-    if full:
-        lo, hi = shard_bounds(n, rank, world)
-        Xb, yb = X[lo:hi], y[lo:hi]
-    else:
-        b = batch_size // world
-    for t in range(steps):
-        progress["step"] = t
-        if crash is not None and t == crash:
-            raise RuntimeError(f"injected crash at step {t} ({ENV_CRASH_RANK}/{ENV_CRASH_STEP} "
-                               "test hook)")
-        if lr_at is not None:
-            lr = lr_at(t)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-        if not full:
-            idx = torch.randint(0, n, (batch_size,), generator=gen)[rank * b:(rank + 1) * b]
-            Xb, yb = X[idx.to(X.device)], y[idx.to(X.device)]
+    for t, Xb, yb in rank_batches(workload, optimizer, steps=steps, batch_size=batch_size,
+                                  sampling_seed=sampling_seed, lr_at=lr_at, rank=rank,
+                                  world=world, progress=progress):
         optimizer.zero_grad(set_to_none=True)
         loss = workload.criterion(model(Xb), yb) + workload.regularization(
             dict(model.named_parameters()))
         (loss * auditor.loss_scale if auditor.loss_scale != 1.0 else loss).backward()
-        total = (loss.detach().double() / world).reshape(1).to(dev)
-        dist.all_reduce(total, op=dist.ReduceOp.SUM)       # every rank decides divergence alike
-        g = float(total.cpu()[0])
+        g = global_loss(loss, 1.0 / world)
         if zero:
             for p in model.parameters():
                 if p.grad is not None:
@@ -607,34 +580,35 @@ def train_rank(workload, model, optimizer, auditor: DecentralizedAuditor, method
     return "completed"
 
 
-def method_info(options: Mapping[str, Any], world: int, lr: float) -> tuple[dict, np.ndarray | None]:
-    """The start record's ``decentralized`` entry and W (dpsgd)."""
-    m = options["method"]
+def method_info(request, world: int, lr: float) -> tuple[dict, np.ndarray | None]:
+    """The start record's ``decentralized`` entry and W (dpsgd) of a
+    :class:`~.request.MethodRequest`."""
+    m = request.name
     info: dict[str, Any] = {"method": m, "world_size": world}
     W = None
     if m == "dpsgd":
-        W = mixing_matrix(options.get("mixing") or "ring", world)
-        info["mixing"] = options.get("mixing") or "ring"
+        W = mixing_matrix(request.mixing or "ring", world)
+        info["mixing"] = request.mixing or "ring"
         info["W"] = W.tolist()
         info.update(mixing_spectrum(W))
         info["update"] = ("x_{i,t+1} = sum_j W_ij x_{j,t} + u_{i,t}, u_{i,t} the local optimizer "
                           "step from x_{i,t} (D-PSGD, Lian et al. 2017: gossip of the pre-step "
                           "parameters, gradient at the pre-gossip point)")
     elif m == "local-sgd":
-        info["local_steps"] = int(options["local_steps"])
+        info["local_steps"] = int(request.local_steps)
         info["update"] = ("local optimizer steps; parameters averaged (all_reduce) after every "
                           "step t with (t + 1) % H == 0; optimizer state stays local")
     elif m == "easgd":
-        a = float(options["easgd_alpha"])
+        a = float(request.easgd_alpha)
         info["easgd_alpha"] = a
         info["easgd_rho"] = a / lr if lr else None
         info["update"] = ("x_{i,t+1} = x_{i,t} - lr * g_i(x_{i,t}) - a (x_{i,t} - c_t); "
                           "c_{t+1} = c_t + a sum_i (x_{i,t} - c_t) (synchronous EASGD, Zhang, "
                           "Choromanska & LeCun 2015, a = lr * rho)")
-    spread = float(options.get("init_spread") or 0.0)
+    spread = float(request.init_spread or 0.0)
     if spread:
         info["init_spread"] = spread
-        info["init_along"] = options.get("init_along") or "random"
+        info["init_along"] = request.init_along or "random"
     return info, W
 
 
@@ -651,111 +625,51 @@ def method_symbols(info: Mapping[str, Any]) -> dict[str, float]:
     return {}
 
 
-def run_worker(options: Mapping[str, Any]) -> int:
-    """One rank of ``approx-audit run --nproc N --method dpsgd|local-sgd|easgd``."""
-    import torch.distributed as dist
+class GossipSetup(RankSetup):
+    """``--method dpsgd|local-sgd|easgd`` for :func:`~.distributed.serve`: each rank its own
+    model (spread from x_0 on request), the method's communication after the local step, the
+    consensus probes of :class:`DecentralizedAuditor`."""
 
-    from ..bounds import catalogue as _catalogue
-    from ..cli.run_cmd import build_workload, optimizer_spec
-    from .audit import AuditConfig, finish_results, run_start_info
-    from .results import write_json_atomic
-    from .judge import select_bounds
+    def __init__(self, request, workload, **kw) -> None:
+        super().__init__(request, workload, **kw)
+        self.method = request.method
+        self.info, self.W = method_info(self.method, self.world, self.spec.lr)
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
-    out = Path(options["out"])
-    progress: dict[str, Any] = {"step": None, "run": None}
-    rank = int(os.environ.get("RANK", "0"))
-    try:
-        if options.get("cwd") and options["cwd"] not in sys.path:
-            sys.path.insert(0, options["cwd"])
-        device = options["device"]
-        rank, world, local_rank, backend = _init_process_group(device)
-        rank_device = f"cuda:{local_rank}" if device.startswith("cuda") else device
-        w = build_workload(options["workload"], options["model"], options["data"],
-                           options["loss"], dict(options["workload_options"]), options["seed"],
-                           options["dtype"], rank_device)
-        o = options["optimizer"]
-        spec = optimizer_spec(o["text"], o["lr"], o["momentum"], o["nesterov"], o["beta1"],
-                              o["beta2"], o["eps"], o["alpha"], o["weight_decay"], o["schedule"])
-        name = options["method"]
-        info, W = method_info(options, world, spec.lr)
-        config = AuditConfig(workload=w, optimizer=spec, steps=options["steps"],
-                             batch_size=options["batch_size"], seeds=options["seeds"],
-                             seed=options["seed"], probes=options["probes"],
-                             bounds=options["bounds"], assume=options["assume"], out=out,
-                             device=device, command=options["command"],
-                             extra={**options["extra"], "nproc": world})
-        full_batch = config.batch_size is None or config.batch_size >= w.n
-        check_split(config.batch_size, w.n, world)
-        spec_dict = spec.to_dict() | {"symbol_values": {**spec.symbol_values,
-                                                        **method_symbols(info)},
-                                      "distributed_method": name}
-        wanted = None if config.bounds is None else list(config.bounds)
-        select_bounds(_catalogue, spec_dict, full_batch, wanted)     # unknown ids: error
-        records: list[dict[str, Any]] = []
-        status, message = "completed", None
-        started = time.time()
-        failure: BaseException | None = None
-        spread = float(options.get("init_spread") or 0.0)
-        for i in range(config.seeds):
-            progress["run"] = i
-            model = w.fresh_model()
-            _check_same_start(model, w, rank, world)
-            params = [p for p in model.parameters() if p.requires_grad]
-            if spread:
-                _spread_init(params, spread, options.get("init_along") or "random", W,
-                             config.seed, rank, world)
-            opt = spec.build(model.parameters())
-            if name == "dpsgd":
-                method: _Method = DPSGD(params, rank, world, W)
-            elif name == "local-sgd":
-                method = LocalSGD(params, rank, world, int(options["local_steps"]))
-            else:
-                method = EASGD(params, rank, world, float(options["easgd_alpha"]))
-            if name == "dpsgd":
-                info["transport"] = method.transport
-            opt.register_step_post_hook(method.after_step)    # before the auditor's hook
-            if full_batch:
-                lo, hi = shard_bounds(w.n, rank, world)
-                scale = world * (hi - lo) / w.n
-            else:
-                scale = 1.0
-            auditor = None
-            try:
-                auditor = DecentralizedAuditor(
-                    model, opt, rank=rank, world=world, method=method, info=info,
-                    loss_scale=scale, local_batch=None if full_batch else config.batch_size // world,
-                    workload=w, probes=config.probes, out=out if rank == 0 else None, run=i,
-                    seed=config.seed + i, full_batch=full_batch, averages=False,
-                    start_info=run_start_info(config, spec_dict, full_batch))
-                st = train_rank(w, model, opt, auditor, method, steps=config.steps,
-                                batch_size=None if full_batch else config.batch_size,
-                                sampling_seed=config.seed + i, lr_at=spec.lr_at, rank=rank,
-                                world=world, progress=progress)
-                auditor.close(st)
-                if st == "diverged":
-                    status, message = "diverged", next(
-                        (r["message"] for r in auditor.records if r["record"] == "diverged"), None)
-            except BaseException as exc:  # noqa: BLE001 - recorded, results written, re-raised
-                status, message = failure_status(exc, rank, i, progress)
-                if auditor is not None:
-                    auditor.close(status, message)
-                    records.extend(auditor.records)
-                failure = exc
-                break
-            records.extend(auditor.records)
-        if rank == 0:
-            _, results = finish_results(config, spec_dict, records, status, message, started,
-                                        device)
-            write_json_atomic(out / "results.json", results)
-        if failure is not None:
-            raise failure
-        dist.barrier()
-        dist.destroy_process_group()
-        return 0
-    except BaseException as exc:  # noqa: BLE001 - the launcher names the first failed rank
-        _write_error(out, rank, progress, exc)
-        raise
+    def spec_dict(self) -> dict[str, Any]:
+        return self.spec.to_dict() | {"symbol_values": {**self.spec.symbol_values,
+                                                        **method_symbols(self.info)},
+                                      "distributed_method": self.method.name}
+
+    def _communication(self, params) -> _Method:
+        m, rank, world = self.method, self.rank, self.world
+        if m.name == "dpsgd":
+            method: _Method = DPSGD(params, rank, world, self.W)
+            self.info["transport"] = method.transport
+            return method
+        if m.name == "local-sgd":
+            return LocalSGD(params, rank, world, int(m.local_steps))
+        return EASGD(params, rank, world, float(m.easgd_alpha))
+
+    def start(self, model, run, *, config, out, start_info, selected):
+        params = [p for p in model.parameters() if p.requires_grad]
+        spread = float(self.method.init_spread or 0.0)
+        if spread:
+            _spread_init(params, spread, self.method.init_along or "random", self.W,
+                         config.seed, self.rank, self.world)
+        opt = self.spec.build(model.parameters())
+        method = self._communication(params)
+        opt.register_step_post_hook(method.after_step)    # before the auditor's hook
+        auditor = DecentralizedAuditor(
+            model, opt, rank=self.rank, world=self.world, method=method, info=self.info,
+            loss_scale=self.loss_scale(),
+            local_batch=None if self.full_batch else config.batch_size // self.world,
+            workload=self.workload, probes=config.probes, out=out, run=run,
+            seed=config.seed + run, full_batch=self.full_batch, averages=False,
+            start_info=start_info)
+
+        def train(**kw):
+            return train_rank(self.workload, model, opt, auditor, method, **kw)
+        return auditor, train
 
 
 def check_method_options(method: str | None, nproc: int, mixing: str | None,

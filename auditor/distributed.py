@@ -1,12 +1,14 @@
 """Audits on ``torch.distributed``: ``approx-audit run … --nproc N``.
 
-The launcher (:func:`launch`, in the ``approx-audit`` process) writes the run's options to a
-JSON file and starts ``python -m torch.distributed.run --standalone --nproc-per-node N -m
-approx_audit.cli.distributed_worker FILE``; nothing is simulated: the ranks are processes and
-every exchange goes through ``torch.distributed`` (``gloo`` on CPU, ``nccl`` on CUDA).
+The launcher (:func:`launch`, in the ``approx-audit`` process) writes the run's
+:class:`~.request.AuditRequest` to a JSON file and starts ``python -m torch.distributed.run
+--standalone --nproc-per-node N -m approx_audit.auditor.worker FILE``; nothing is simulated:
+the ranks are processes and every exchange goes through ``torch.distributed`` (``gloo`` on
+CPU, ``nccl`` on CUDA).
 
-Each rank (:func:`run_worker`) builds the same workload from the same seed (same data, same
-initial weights; a checksum of both is all-gathered at the start and a mismatch stops the run),
+Each rank (:func:`serve` with :class:`DDPSetup`; the seed loop and the batch slicing are
+shared with the decentralized methods) builds the same workload from the same seed (same
+data, same initial weights; a checksum of both is all-gathered at the start and a mismatch stops the run),
 wraps the model in ``DistributedDataParallel`` and trains on its share of every global batch:
 
 * minibatches: every rank draws the SAME global index sequence from the sampling seed (the
@@ -93,7 +95,7 @@ from .measure import Cost
 from .run import Auditor
 
 __all__ = ["DistributedAuditor", "DistributedError", "LINEAR_KEYS", "SAME_KEYS", "check_split",
-           "launch", "pooled_gradient_noise", "run_worker", "shard_bounds"]
+           "DDPSetup", "RankSetup", "launch", "pooled_gradient_noise", "serve", "shard_bounds"]
 
 ENV_CRASH_RANK = "APPROX_AUDIT_TEST_CRASH_RANK"
 ENV_CRASH_STEP = "APPROX_AUDIT_TEST_CRASH_STEP"
@@ -426,16 +428,51 @@ class DistributedAuditor(CollectiveAuditor):
             self._gbar = super()._flat_grad()       # p.grad: DDP's averaged gradient
 
     def _combine_step_values(self, values, notes, ctx):
+        """This rank's step values → the global ones, in one all-reduce of one flat vector
+        (:meth:`_pack`); then each recomputed quantity from the global sums."""
         import torch.distributed as dist
 
         gbar = self._gbar
         m_r = ctx.flat_grad
         n_r = float(_rows_of(ctx.X))
         spread = float((m_r - gbar).pow(2).sum()) if gbar is not None and m_r is not None else 0.0
+        vec, j, dim = self._pack(values, ctx, n_r, spread)
+        vec = vec.to(_collective_device())
+        dist.all_reduce(vec, op=dist.ReduceOp.SUM)
+        vec = vec.cpu()
+        notes = dict(notes)
+        out = self._weighted_means(values, vec)
+        if gbar is not None:
+            self._global_gradient(values, out, notes, gbar)
+        if dim and "local_smoothness" in values:
+            self._global_smoothness(out, notes, ctx, vec[j + 4:j + 4 + dim],
+                                    float(vec[j + 4 + dim]))
+        if "convexity_ratio" in values:
+            num, den = out.get("convexity_numerator"), out.get("convexity_denominator")
+            out["convexity_ratio"] = num / den if (num is not None and den) else None
+        if "gradient_noise" in values:
+            self._global_noise(out, notes, gbar, float(vec[j]) + float(vec[j + 2]),
+                               int(vec[j + 1]))
+        if self.minibatch:
+            out.update(dist_noise(float(vec[j + 3]), self.world, self.global_batch // self.world))
+        else:
+            for k in DIST_KEYS:
+                out[k] = None
+                notes[k] = "full batch: fixed shards, no sampling noise to estimate"
+        if self.gather:
+            raw = {"values": dict(values), "n": n_r, "spread": spread}
+            gathered: list[Any] = [None] * self.world
+            dist.all_gather_object(gathered, raw)
+            out["rank_values"] = gathered
+        return out, notes
+
+    def _pack(self, values, ctx, n_r: float, spread: float) -> tuple[Tensor, int, int]:
+        """(the vector to all-reduce, where its tail starts, the secant's dimension): per key
+        (n_r·value, n_r); then (n_r − 1)·σ², a count, n_r·spread, spread; then, when the
+        local-smoothness probe is due, n_r·Δg_r and n_r (the GLOBAL batch's secant; the
+        schedule is the same on every rank; a rank whose probe failed sends zeros and a zero
+        count)."""
         keys = self._keys
-        # the local-smoothness secant of the GLOBAL batch: Σ n_r Δg_r rides in the same
-        # all-reduce whenever that probe is scheduled (the schedule is the same on every rank;
-        # a rank whose probe failed sends zeros and a zero count)
         ls_due = any(p.name == "local_smoothness" and p.due(ctx.step) for p in self.probes)
         grads = ctx.cache.get("batch_grads") if ls_due else None
         delta = None if grads is None else torch.cat(
@@ -457,12 +494,12 @@ class DistributedAuditor(CollectiveAuditor):
         if dim and delta is not None and delta.numel() == dim:
             vec[j + 4:j + 4 + dim] = n_r * delta.detach().to("cpu", torch.float64)
             vec[j + 4 + dim] = n_r
-        vec = vec.to(_collective_device())
-        dist.all_reduce(vec, op=dist.ReduceOp.SUM)
-        vec = vec.cpu()
+        return vec, j, dim
+
+    def _weighted_means(self, values, vec: Tensor) -> dict[str, Any]:
+        """Each due key: the same on every rank (kept) or the row-weighted mean over ranks."""
         out: dict[str, Any] = {}
-        notes = dict(notes)
-        for i, k in enumerate(keys):
+        for i, k in enumerate(self._keys):
             if k not in values:
                 continue                        # not due at this step (the same on every rank)
             if k in SAME_KEYS:
@@ -471,58 +508,51 @@ class DistributedAuditor(CollectiveAuditor):
                 out[k] = float(vec[2 * i] / vec[2 * i + 1])
             else:
                 out[k] = None
-        if gbar is not None:
-            gn = math.sqrt(float(torch.dot(gbar, gbar))) if gbar.numel() else 0.0
-            if "grad_norm" in values:
-                out["grad_norm"] = gn
-                out["grad_inf_norm"] = float(gbar.abs().max()) if gbar.numel() else 0.0
-            if "effective_lr" in values:
-                u = out.get("update_norm")
-                out["effective_lr"] = u / gn if (u is not None and gn) else None
-                if out["effective_lr"] is not None:
-                    notes.pop("effective_lr", None)
-        if dim and "local_smoothness" in values:
-            counted = float(vec[j + 4 + dim])
-            step = ctx.flat_after.double() - ctx.flat_before.double()
-            step_sq = float(step.pow(2).sum())
-            if counted == self.global_batch and step_sq > 0:
-                dg = vec[j + 4:j + 4 + dim] / counted
-                out["local_smoothness"] = math.sqrt(float(dg.pow(2).sum()) / step_sq)
-                gap = out.get("convexity_gap")
-                if gap is not None and out["local_smoothness"] > 0:
-                    out["convexity_gap_normalized"] = gap / (0.5 * out["local_smoothness"]
-                                                             * step_sq)
-            else:
-                for k in ("local_smoothness", "convexity_gap_normalized"):
-                    out[k] = None
-                    notes[k] = "not measured on every rank at this step"
-        if "convexity_ratio" in values:
-            num, den = out.get("convexity_numerator"), out.get("convexity_denominator")
-            out["convexity_ratio"] = num / den if (num is not None and den) else None
-        if "gradient_noise" in values:
-            if int(vec[j + 1]) == self.world and self.global_batch > 1:
-                sigma_sq = (float(vec[j]) + float(vec[j + 2])) / (self.global_batch - 1)
-                out["gradient_noise"] = sigma_sq
-                out["gradient_noise_batch"] = sigma_sq / self.global_batch
-                gn2 = float(torch.dot(gbar, gbar)) if gbar is not None else None
-                out["gradient_snr"] = (gn2 / (sigma_sq / self.global_batch)
-                                       if sigma_sq > 0 and gn2 is not None else None)
-            else:
-                for k in ("gradient_noise", "gradient_noise_batch", "gradient_snr"):
-                    out[k] = None
-                    notes[k] = "not measured on every rank at this step"
-        if self.minibatch:
-            out.update(dist_noise(float(vec[j + 3]), self.world, self.global_batch // self.world))
+        return out
+
+    @staticmethod
+    def _global_gradient(values, out, notes, gbar: Tensor) -> None:
+        """The gradient norms and the effective lr of the averaged (global) gradient."""
+        gn = math.sqrt(float(torch.dot(gbar, gbar))) if gbar.numel() else 0.0
+        if "grad_norm" in values:
+            out["grad_norm"] = gn
+            out["grad_inf_norm"] = float(gbar.abs().max()) if gbar.numel() else 0.0
+        if "effective_lr" in values:
+            u = out.get("update_norm")
+            out["effective_lr"] = u / gn if (u is not None and gn) else None
+            if out["effective_lr"] is not None:
+                notes.pop("effective_lr", None)
+
+    def _global_smoothness(self, out, notes, ctx, summed_dg: Tensor, counted: float) -> None:
+        """‖Δḡ‖/‖Δx‖ of the global batch when every rank's secant arrived, else none."""
+        step = ctx.flat_after.double() - ctx.flat_before.double()
+        step_sq = float(step.pow(2).sum())
+        if counted == self.global_batch and step_sq > 0:
+            dg = summed_dg / counted
+            out["local_smoothness"] = math.sqrt(float(dg.pow(2).sum()) / step_sq)
+            gap = out.get("convexity_gap")
+            if gap is not None and out["local_smoothness"] > 0:
+                out["convexity_gap_normalized"] = gap / (0.5 * out["local_smoothness"]
+                                                         * step_sq)
         else:
-            for k in DIST_KEYS:
+            for k in ("local_smoothness", "convexity_gap_normalized"):
                 out[k] = None
-                notes[k] = "full batch: fixed shards, no sampling noise to estimate"
-        if self.gather:
-            raw = {"values": dict(values), "n": n_r, "spread": spread}
-            gathered: list[Any] = [None] * self.world
-            dist.all_gather_object(gathered, raw)
-            out["rank_values"] = gathered
-        return out, notes
+                notes[k] = "not measured on every rank at this step"
+
+    def _global_noise(self, out, notes, gbar, pooled: float, counted: int) -> None:
+        """σ² of the global batch pooled from the ranks' within-batch sums and the spread of
+        their means (every rank must have measured)."""
+        if counted == self.world and self.global_batch > 1:
+            sigma_sq = pooled / (self.global_batch - 1)
+            out["gradient_noise"] = sigma_sq
+            out["gradient_noise_batch"] = sigma_sq / self.global_batch
+            gn2 = float(torch.dot(gbar, gbar)) if gbar is not None else None
+            out["gradient_snr"] = (gn2 / (sigma_sq / self.global_batch)
+                                   if sigma_sq > 0 and gn2 is not None else None)
+        else:
+            for k in ("gradient_noise", "gradient_noise_batch", "gradient_snr"):
+                out[k] = None
+                notes[k] = "not measured on every rank at this step"
 
 
 def _rows_of(X: Any) -> int:
@@ -574,24 +604,20 @@ def _crash_step(rank: int) -> int | None:
     return int(s) if int(r) == rank else None
 
 
-def train_rank(workload, ddp, model, optimizer, auditor: DistributedAuditor, *, steps: int,
-               batch_size: int | None, sampling_seed: int, lr_at, rank: int, world: int,
-               progress: dict[str, Any]) -> str:
-    """:func:`~.run.train` for one rank: the same global index draws, this rank's slice."""
-    import torch.distributed as dist
-
+def rank_batches(workload, optimizer, *, steps: int, batch_size: int | None,
+                 sampling_seed: int, lr_at, rank: int, world: int, progress: dict[str, Any]):
+    """``(t, X_b, y_b)`` for each step of one rank: the same global index draws as the
+    one-process :func:`~.run.train` and this rank's contiguous slice of them (full batch: its
+    shard, every step); the schedule's lr set before the step. Shared by every rank setup."""
     X, y, n = workload.X, workload.y, workload.n
     full = batch_size is None or batch_size >= n
     gen = torch.Generator(device="cpu").manual_seed(int(sampling_seed))
     crash = _crash_step(rank)
-    dev = _collective_device()
     if full:
         lo, hi = shard_bounds(n, rank, world)
         Xb, yb = X[lo:hi], y[lo:hi]
-        weight = (hi - lo) / n                   # this shard's share of the full mean
     else:
         b = batch_size // world
-        weight = 1.0 / world
     for t in range(steps):
         progress["step"] = t
         if crash is not None and t == crash:
@@ -605,14 +631,37 @@ def train_rank(workload, ddp, model, optimizer, auditor: DistributedAuditor, *, 
             idx = torch.randint(0, n, (batch_size,), generator=gen)[rank * b:(rank + 1) * b]
             idx = idx.to(X.device)
             Xb, yb = X[idx], y[idx]
+        yield t, Xb, yb
+
+
+def global_loss(loss: Tensor, weight: float) -> float:
+    """The loss summed over ranks with ``weight`` each (all_reduce): every rank decides
+    divergence alike."""
+    import torch.distributed as dist
+
+    total = (loss.detach().double() * weight).reshape(1).to(_collective_device())
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return float(total.cpu()[0])
+
+
+def train_rank(workload, ddp, model, optimizer, auditor: DistributedAuditor, *, steps: int,
+               batch_size: int | None, sampling_seed: int, lr_at, rank: int, world: int,
+               progress: dict[str, Any]) -> str:
+    """:func:`~.run.train` for one rank: the same global index draws, this rank's slice."""
+    n = workload.n
+    if batch_size is None or batch_size >= n:
+        lo, hi = shard_bounds(n, rank, world)
+        weight = (hi - lo) / n                   # this shard's share of the full mean
+    else:
+        weight = 1.0 / world
+    for _, Xb, yb in rank_batches(workload, optimizer, steps=steps, batch_size=batch_size,
+                                  sampling_seed=sampling_seed, lr_at=lr_at, rank=rank,
+                                  world=world, progress=progress):
         optimizer.zero_grad(set_to_none=True)
         loss = workload.criterion(ddp(Xb), yb) + workload.regularization(
             dict(model.named_parameters()))
         (loss * auditor.loss_scale if auditor.loss_scale != 1.0 else loss).backward()
-        # the global loss decides divergence on every rank alike
-        total = (loss.detach().double() * weight).reshape(1).to(dev)
-        dist.all_reduce(total, op=dist.ReduceOp.SUM)
-        g = float(total.cpu()[0])
+        g = global_loss(loss, weight)
         if not auditor.observe(Xb, yb, loss if math.isfinite(g) else g):
             return "diverged"
         optimizer.step()
@@ -635,101 +684,142 @@ def _init_process_group(device: str) -> tuple[int, int, int, str]:
     return rank, world, local_rank, backend
 
 
-def run_worker(options: Mapping[str, Any]) -> int:
-    """One rank of ``approx-audit run --nproc N``; ``options`` is the launcher's JSON file.
+class RankSetup:
+    """What differs between the multi-process methods, around one shared rank skeleton
+    (:func:`serve`): the optimizer record the verdicts see, and per seed the wrapped model,
+    its optimizer, the auditor and the training loop. Subclasses: :class:`DDPSetup` here,
+    the decentralized methods' in :mod:`.decentralized`."""
+
+    def __init__(self, request, workload, *, rank: int, world: int, local_rank: int,
+                 full_batch: bool) -> None:
+        self.request, self.workload = request, workload
+        self.spec = request.optimizer
+        self.rank, self.world, self.local_rank = rank, world, local_rank
+        self.full_batch = full_batch
+
+    def spec_dict(self) -> dict[str, Any]:
+        return self.spec.to_dict() | {"symbol_values": self.spec.symbol_values}
+
+    def loss_scale(self) -> float:
+        """The factor on a rank's loss so that the mean over ranks of its gradients is the
+        full-data gradient (shards of unequal size under full batch)."""
+        if not self.full_batch:
+            return 1.0
+        lo, hi = shard_bounds(self.workload.n, self.rank, self.world)
+        return self.world * (hi - lo) / self.workload.n
+
+    def train_kwargs(self, config, run: int, progress: dict[str, Any]) -> dict[str, Any]:
+        return {"steps": config.steps, "batch_size": None if self.full_batch else
+                config.batch_size, "sampling_seed": config.seed + run, "lr_at": self.spec.lr_at,
+                "rank": self.rank, "world": self.world, "progress": progress}
+
+    def start(self, model, run: int, *, config, out: Path | None, start_info: dict[str, Any],
+              selected) -> tuple[Auditor, Any]:
+        """(the auditor, a callable that trains with ``**train_kwargs`` and returns the
+        status) for seed ``run`` from the fresh ``model``."""
+        raise NotImplementedError
+
+
+class DDPSetup(RankSetup):
+    """``--method ddp``: DistributedDataParallel, its all-reduce hook capturing each rank's
+    local gradient first (the per-rank probes)."""
+
+    def start(self, model, run, *, config, out, start_info, selected):
+        local = _LocalGrads()
+        cuda = self.request.device.startswith("cuda")
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[self.local_rank] if cuda else None)
+        ddp.register_comm_hook(local, _capture_then_allreduce)
+        opt = self.spec.build(model.parameters())
+        n = self.workload.n
+        auditor = DistributedAuditor(
+            model, opt, rank=self.rank, world=self.world, local_grads=local,
+            global_batch=n if self.full_batch else config.batch_size,
+            minibatch=not self.full_batch, loss_scale=self.loss_scale(),
+            gather=os.environ.get(ENV_GATHER) == "1", workload=self.workload,
+            probes=config.probes, out=out, run=run, seed=config.seed + run,
+            full_batch=self.full_batch,
+            averages=any(b.quantity.value == "averaged_iterate_gap" for b in selected),
+            start_info=start_info)
+
+        def train(**kw):
+            return train_rank(self.workload, ddp, model, opt, auditor, **kw)
+        return auditor, train
+
+
+def serve(request, setup_cls: type[RankSetup]) -> int:
+    """One rank of ``approx-audit run --nproc N`` (``request``: the launcher's
+    :class:`~.request.AuditRequest`): the workload built on this rank's device, one run per
+    seed with ``setup_cls``'s model, optimizer, auditor and loop; rank 0 writes results.json.
     Returns the process exit status (0 when the audit ran, whatever its verdicts)."""
     import torch.distributed as dist
 
-    from ..cli.run_cmd import build_workload, optimizer_spec
-    from .audit import AuditConfig, finish_results, run_start_info
-    from .results import write_json_atomic
-    from .judge import select_bounds
-    from ..bounds import catalogue as _catalogue
-
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
-    out = Path(options["out"])
+    out = Path(request.out)
     progress: dict[str, Any] = {"step": None, "run": None}
     rank = int(os.environ.get("RANK", "0"))
     try:
-        if options.get("cwd") and options["cwd"] not in sys.path:
-            sys.path.insert(0, options["cwd"])       # --model mymodule:fn from the user's folder
-        device = options["device"]
-        rank, world, local_rank, backend = _init_process_group(device)
-        rank_device = f"cuda:{local_rank}" if device.startswith("cuda") else device
-        w = build_workload(options["workload"], options["model"], options["data"],
-                           options["loss"], dict(options["workload_options"]), options["seed"],
-                           options["dtype"], rank_device)
-        o = options["optimizer"]
-        spec = optimizer_spec(o["text"], o["lr"], o["momentum"], o["nesterov"], o["beta1"],
-                              o["beta2"], o["eps"], o["alpha"], o["weight_decay"], o["schedule"])
-        config = AuditConfig(workload=w, optimizer=spec, steps=options["steps"],
-                             batch_size=options["batch_size"], seeds=options["seeds"],
-                             seed=options["seed"], probes=options["probes"],
-                             bounds=options["bounds"], assume=options["assume"], out=out,
-                             device=device, command=options["command"],
-                             extra={**options["extra"], "nproc": world})
+        device = request.device
+        rank, world, local_rank, _ = _init_process_group(device)
+        w = request.build_workload(f"cuda:{local_rank}" if device.startswith("cuda") else device)
+        config = request.audit_config(w, nproc=world)
         full_batch = config.batch_size is None or config.batch_size >= w.n
         check_split(config.batch_size, w.n, world)
-        spec_dict = spec.to_dict() | {"symbol_values": spec.symbol_values}
-        wanted = None if config.bounds is None else list(config.bounds)
-        selected = select_bounds(_catalogue, spec_dict, full_batch, wanted)
-        averages = any(b.quantity.value == "averaged_iterate_gap" for b in selected)
-        records: list[dict[str, Any]] = []
-        status, message = "completed", None
-        started = time.time()
-        failure: BaseException | None = None
-        for i in range(config.seeds):
-            progress["run"] = i
-            model = w.fresh_model()
-            _check_same_start(model, w, rank, world)
-            local = _LocalGrads()
-            ddp = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[local_rank] if device.startswith("cuda") else None)
-            ddp.register_comm_hook(local, _capture_then_allreduce)
-            opt = spec.build(model.parameters())
-            if full_batch:
-                lo, hi = shard_bounds(w.n, rank, world)
-                scale = world * (hi - lo) / w.n
-            else:
-                scale = 1.0
-            auditor = None
-            try:
-                auditor = DistributedAuditor(
-                    model, opt, rank=rank, world=world, local_grads=local,
-                    global_batch=w.n if full_batch else config.batch_size,
-                    minibatch=not full_batch, loss_scale=scale,
-                    gather=os.environ.get(ENV_GATHER) == "1", workload=w,
-                    probes=config.probes, out=out if rank == 0 else None, run=i,
-                    seed=config.seed + i, full_batch=full_batch, averages=averages,
-                    start_info=run_start_info(config, spec_dict, full_batch))
-                st = train_rank(w, ddp, model, opt, auditor, steps=config.steps,
-                                batch_size=None if full_batch else config.batch_size,
-                                sampling_seed=config.seed + i, lr_at=spec.lr_at, rank=rank,
-                                world=world, progress=progress)
-                auditor.close(st)
-                if st == "diverged":
-                    status, message = "diverged", next(
-                        (r["message"] for r in auditor.records if r["record"] == "diverged"), None)
-            except BaseException as exc:  # noqa: BLE001 - recorded, results written, re-raised
-                status, message = failure_status(exc, rank, i, progress)
-                if auditor is not None:
-                    auditor.close(status, message)
-                    records.extend(auditor.records)
-                failure = exc
-                break
-            records.extend(auditor.records)
-        if rank == 0:
-            _, results = finish_results(config, spec_dict, records, status, message, started,
-                                        device)
-            write_json_atomic(out / "results.json", results)
-        if failure is not None:
-            raise failure
+        setup = setup_cls(request, w, rank=rank, world=world, local_rank=local_rank,
+                          full_batch=full_batch)
+        _serve_seeds(config, setup, out, rank, world, progress)
         dist.barrier()
         dist.destroy_process_group()
         return 0
     except BaseException as exc:  # noqa: BLE001 - the launcher names the first failed rank
         _write_error(out, rank, progress, exc)
         raise
+
+
+def _serve_seeds(config, setup: RankSetup, out: Path, rank: int, world: int,
+                 progress: dict[str, Any]) -> None:
+    """The seed loop of :func:`serve`; a failed run stops it, is recorded (results.json on
+    rank 0 included) and re-raised."""
+    from ..bounds import catalogue as _catalogue
+    from .audit import finish_results, run_start_info
+    from .judge import select_bounds
+    from .results import write_json_atomic
+
+    spec_dict = setup.spec_dict()
+    wanted = None if config.bounds is None else list(config.bounds)
+    selected = select_bounds(_catalogue, spec_dict, setup.full_batch, wanted)  # unknown: error
+    records: list[dict[str, Any]] = []
+    status, message = "completed", None
+    started = time.time()
+    failure: BaseException | None = None
+    for i in range(config.seeds):
+        progress["run"] = i
+        model = setup.workload.fresh_model()
+        _check_same_start(model, setup.workload, rank, world)
+        auditor = None
+        try:
+            auditor, train = setup.start(
+                model, i, config=config, out=out if rank == 0 else None, selected=selected,
+                start_info=run_start_info(config, spec_dict, setup.full_batch))
+            st = train(**setup.train_kwargs(config, i, progress))
+            auditor.close(st)
+            if st == "diverged":
+                status, message = "diverged", next(
+                    (r["message"] for r in auditor.records if r["record"] == "diverged"), None)
+        except BaseException as exc:  # noqa: BLE001 - recorded, results written, re-raised
+            status, message = failure_status(exc, rank, i, progress)
+            if auditor is not None:
+                auditor.close(status, message)
+                records.extend(auditor.records)
+            failure = exc
+            break
+        records.extend(auditor.records)
+    if rank == 0:
+        _, results = finish_results(config, spec_dict, records, status, message, started,
+                                    config.device)
+        write_json_atomic(out / "results.json", results)
+    if failure is not None:
+        raise failure
 
 
 def failure_status(exc: BaseException, rank: int, run: int,
@@ -828,14 +918,15 @@ class _sigterm_as_interrupt:
         return False
 
 
-def launch(options: dict[str, Any], nproc: int) -> tuple[dict[str, Any] | None, str | None]:
-    """Run the audit over ``nproc`` processes; returns (results, one-line error or None).
+def launch(request, nproc: int) -> tuple[dict[str, Any] | None, str | None]:
+    """Run the :class:`~.request.AuditRequest` over ``nproc`` processes; returns (results,
+    one-line error or None).
 
     ``results.json`` exists afterwards whenever the trace has a start record: written by rank 0,
     or rebuilt from the trace (status ``error`` or ``interrupted``) when a rank failed."""
     from .results import results_from_trace, write_json_atomic
 
-    out = Path(options["out"]).resolve()
+    out = Path(request.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     state = out / STATE_DIR
     state.mkdir(exist_ok=True)
@@ -843,13 +934,14 @@ def launch(options: dict[str, Any], nproc: int) -> tuple[dict[str, Any] | None, 
         if p.exists():
             p.unlink()                # a new audit starts a new trace in this folder
     cfg = state / "config.json"
-    cfg.write_text(json.dumps({**options, "out": str(out)}, indent=1), encoding="utf-8")
+    cfg.write_text(json.dumps({**request.to_dict(), "out": str(out)}, indent=1),
+                   encoding="utf-8")
     log = state / "launch.log"
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            "--nproc-per-node", str(nproc), "--max-restarts", "0", "--monitor-interval", "0.5",
-           "-m", "approx_audit.cli.distributed_worker", str(cfg)]
+           "-m", "approx_audit.auditor.worker", str(cfg)]
     interrupted = False
     with open(log, "w", encoding="utf-8") as fh, _sigterm_as_interrupt():
         # its own process group: a Ctrl-C (or a kill of this process alone) reaches the

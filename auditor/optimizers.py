@@ -350,6 +350,17 @@ class OptimizerSpec:
             "label": self.label(),
         }
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "OptimizerSpec":
+        """The spec :meth:`to_dict` wrote (validated again; ``label`` is derived, not read)."""
+        try:
+            return cls(name=d["name"], lr=d["lr"], hparams=dict(d.get("hparams") or {}),
+                       schedule=d.get("schedule", "constant"),
+                       schedule_params=dict(d.get("schedule_params") or {}))
+        except (KeyError, TypeError) as exc:
+            raise OptimizerSpecError(f"optimizer record {dict(d)!r} lacks name or lr: "
+                                     f"{exc}") from None
+
     @property
     def symbol_values(self) -> dict[str, float]:
         """Hyper-parameters under the bound library's symbol names (``eta`` is the base lr)."""

@@ -51,7 +51,8 @@ from . import measure as M
 __all__ = [
     "Known", "LOSSES", "LOSS_NAMES", "ThreeNodeNet", "UnknownWorkloadError", "UserWorkloadError",
     "WORKLOADS", "Workload", "WorkloadEntry", "WorkloadOptionError", "bce_logits", "cross_entropy",
-    "get_workload", "half_mse", "load_user_workload", "logistic_pm1", "mse",
+    "WorkloadRequest", "get_workload", "half_mse", "load_user_workload", "logistic_pm1", "mse",
+    "resolve",
 ]
 
 KnownKind = Literal["exact", "upper", "lower"]
@@ -788,3 +789,60 @@ def load_user_workload(model_spec: str, data_spec: str, loss_spec: str = "mse", 
         info={"f_lower_source": "the loss is non-negative" if nonnegative else "unknown (user's loss)"},
         options={"model": model_spec, "data": data_spec, "loss": loss_spec},
     )
+
+
+# --- a workload named by a request (the CLI's options, a worker's JSON) -------------------
+
+
+@dataclass(frozen=True)
+class WorkloadRequest:
+    """Which workload to build, as plain JSON-able values: a built-in ``name`` with its
+    ``options``, or the user's ``model``/``data``/``loss`` (``pkg.mod:fn``); ``seed`` and
+    ``dtype`` (``"float32"``, ``"float64"`` or None for the workload's default)."""
+
+    name: str | None = None
+    model: str | None = None
+    data: str | None = None
+    loss: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    dtype: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "model": self.model, "data": self.data, "loss": self.loss,
+                "options": dict(self.options), "seed": self.seed, "dtype": self.dtype}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "WorkloadRequest":
+        return cls(name=d.get("name"), model=d.get("model"), data=d.get("data"),
+                   loss=d.get("loss"), options=dict(d.get("options") or {}),
+                   seed=int(d.get("seed") or 0), dtype=d.get("dtype"))
+
+
+def resolve(request: WorkloadRequest, device: str | torch.device = "cpu",
+            search_path: str | None = None) -> Workload:
+    """The :class:`Workload` a request names, on ``device``; ``search_path`` (the user's
+    folder) goes on ``sys.path`` first so ``--model mymodule:fn`` finds ``./mymodule.py``."""
+    import sys
+
+    from ..bounds.errors import InvalidValueError
+
+    r = request
+    if r.dtype not in (None, "float32", "float64"):
+        raise InvalidValueError(f"dtype {r.dtype!r}: give float32 or float64")
+    torch_dtype = None if r.dtype is None else getattr(torch, r.dtype)
+    if r.model or r.data:
+        if r.name:
+            raise InvalidValueError("give either --workload or --model/--data, not both")
+        if not (r.model and r.data):
+            raise InvalidValueError("--model and --data go together (and optionally --loss)")
+        if search_path and search_path not in sys.path:
+            sys.path.insert(0, search_path)
+        return load_user_workload(r.model, r.data, r.loss or "mse", seed=r.seed,
+                                  dtype=torch_dtype, device=device)
+    if not r.name:
+        raise InvalidValueError("give --workload NAME (quadratic, least-squares, logistic, "
+                                "mlp-digits, cnn-digits, three-node) or --model/--data")
+    if r.loss:
+        raise InvalidValueError("--loss applies to --model/--data; a built-in workload has its own")
+    return get_workload(r.name, seed=r.seed, dtype=torch_dtype, device=device, **dict(r.options))

@@ -76,7 +76,7 @@ def two_layer_hardness(quick, sizes, dims, reps, time_limit, restarts, steps, el
     else:
         _print_summary(results, out_dir)
     if any(c["status"] == "failed" for c in checks):
-        from .main import EXIT_INTERNAL  # imported here: main imports this module
+        from .exits import EXIT_INTERNAL
 
         click.echo("error: an agreement check failed (see report.md); this is a bug in the "
                    "study or the solver, not a finding", err=True)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
-from .run_cmd import (build_workload, command_line, parse_workload_options, resolve_device,
-                      workload_option_decorator)
+from .exits import EXIT_INTERNAL
+from .options import (build_workload, command_line, resolve_device, workload_option_decorator,
+                      workload_request)
 
 
 compare_workload_options = workload_option_decorator(with_steps=False)
@@ -163,15 +164,14 @@ def compare(workload, workload_option, model, data, loss, seed, dtype, device, b
     from ..auditor.compare import compare as run_compare
     from ..auditor.compare import distinct_specs
     from ..bounds.errors import InvalidValueError
-    from .main import EXIT_INTERNAL
 
     if budget < 1:
         raise InvalidValueError(f"--budget {budget}: give a positive number of gradient "
                                 "evaluations, e.g. --budget 300")
     specs = distinct_specs(optimizers)   # unknown names, duplicates: one-line error, exit 2
     dev = resolve_device(device)
-    w = build_workload(workload, model, data, loss, parse_workload_options(workload_option),
-                       seed, dtype, dev)
+    w = build_workload(workload_request(workload, workload_option, model, data, loss, seed,
+                                        dtype), dev)
     if len(specs) == 1:
         click.echo("note: one optimizer: the frontier is trivial", err=True)
     click.echo(f"comparing {len(specs)} optimizer(s) on {w.name} ({dev}): budget {budget} "

@@ -13,10 +13,11 @@ import click
 
 from .. import __version__
 from ..bounds.errors import ApproxAuditError
+from .config import CONFIG_FILE, ENV_PREFIX, check_config, load_config
+from .exits import EXIT_INTERNAL, EXIT_USAGE, EXIT_VIOLATED
 
-EXIT_VIOLATED = 1
-EXIT_USAGE = 2
-EXIT_INTERNAL = 3
+__all__ = ["CONFIG_FILE", "ENV_PREFIX", "EXIT_INTERNAL", "EXIT_USAGE", "EXIT_VIOLATED", "cli",
+           "load_config", "main"]
 
 
 class AuditGroup(click.Group):
@@ -68,59 +69,10 @@ def _register_commands() -> None:
 _register_commands()
 
 
-ENV_PREFIX = "APPROX_AUDIT"
-CONFIG_FILE = "approx-audit.toml"
-
-
-def load_config(folder: str | os.PathLike | None = None) -> tuple[dict, str | None]:
-    """Option defaults per command from ``approx-audit.toml`` (tables ``[run]``, ``[compare]``,
-    …) or else ``[tool.approx-audit]`` in ``pyproject.toml``, in ``folder`` (default: the
-    current one). Returns (default map, the file used or None). A broken file is an error."""
-    from pathlib import Path
-
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ModuleNotFoundError:
-            return {}, None
-    base = Path(folder or os.getcwd())
-    for path, key in ((base / CONFIG_FILE, None), (base / "pyproject.toml", "approx-audit")):
-        if not path.is_file():
-            continue
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ApproxAuditError(f"{path} is not valid TOML: {exc}; fix or remove it") from None
-        if key is not None:
-            data = data.get("tool", {}).get(key)
-            if data is None:
-                continue
-        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-            raise ApproxAuditError(f"{path}: give one table per command, e.g. [run] with "
-                                   "steps = 300" + (" under [tool.approx-audit.run]" if key else ""))
-        # option names as on the command line, with - or _
-        return ({cmd: {k.replace("-", "_"): v for k, v in opts.items()}
-                 for cmd, opts in data.items()}, str(path))
-    return {}, None
-
-
 def _check_config(default_map: dict, path: str | None) -> None:
-    """Unknown commands or options in the configuration file are errors, not silently ignored."""
-    import difflib
-
-    for cmd, opts in default_map.items():
-        command = cli.commands.get(cmd)
-        if command is None:
-            raise ApproxAuditError(f"{path}: no command [{cmd}]; commands: "
-                                   f"{', '.join(sorted(cli.commands))}")
-        names = {p.name for p in command.params if p.name}
-        for key in opts:
-            if key not in names:
-                close = difflib.get_close_matches(key, sorted(names), n=1)
-                hint = f"; did you mean {close[0]}?" if close else ""
-                raise ApproxAuditError(f"{path}: [{cmd}] has no option {key!r}{hint}")
+    """Unknown commands or options in the configuration file are errors (see
+    :func:`.config.check_config`)."""
+    check_config(default_map, path, cli.commands)
 
 
 def main(argv: list[str] | None = None) -> None:

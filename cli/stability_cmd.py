@@ -9,9 +9,11 @@ from pathlib import Path
 
 import click
 
-from .run_cmd import (FAIL_ON, build_workload, command_line, exit_code_for, optimizer_options,
-                      optimizer_spec, parse_assume, parse_bound_ids, parse_workload_options,
-                      resolve_device, summary_table, workload_option_decorator)
+from .exits import exit_code_for
+from .options import (FAIL_ON, build_workload, command_line, optimizer_options, optimizer_spec,
+                      parse_assume, parse_bound_ids, resolve_device, workload_option_decorator,
+                      workload_request)
+from .output import summary_table, write_run_reports
 
 
 @click.command("stability")
@@ -44,15 +46,14 @@ def stability(workload, workload_option, model, data, loss, seed, dtype, device,
     Writes results.json (with a "stability" section) and the reports into --out.
     """
     from ..auditor.stability import stability_audit
-    from .run_cmd import write_run_reports
 
     spec = optimizer_spec(optimizer, lr, momentum, nesterov, beta1, beta2, eps, alpha,
                           weight_decay, schedule)
     ids = parse_bound_ids(bounds_)
     assumed = parse_assume(assume)
     dev = resolve_device(device)
-    w = build_workload(workload, model, data, loss, parse_workload_options(workload_option),
-                       seed, dtype, dev)
+    w = build_workload(workload_request(workload, workload_option, model, data, loss, seed,
+                                        dtype), dev)
     click.echo(f"stability audit of {w.name} with {spec.label()}: {pairs} pair(s) × {steps} "
                f"steps, {mode} replacement → {out}", err=True)
     result = stability_audit(w, spec, steps=steps, batch_size=batch_size, pairs=pairs,

@@ -1,0 +1,179 @@
+"""The options and parsers the commands share (``run``, ``compare``, ``stability``): the
+workload and optimizer options, ``--assume``, ``--bounds``, the device, the command line as
+typed. Text a user wrote is parsed here into values (never evaluated)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ..bounds import catalogue
+from ..bounds import symbols as S
+from ..bounds.errors import InvalidValueError
+from .values import parse_assignments
+
+FAIL_ON = ("violated", "inconclusive", "never")
+DTYPES = ("float32", "float64")
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidValueError(f"--device {device}: this torch build sees no CUDA device; use "
+                                "--device cpu (or auto)")
+    return device
+
+
+def _option_value(text: str):
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    if "," in text:
+        try:
+            return [float(t) for t in text.split(",")]
+        except ValueError:
+            pass
+    return text
+
+
+def parse_workload_options(items) -> dict:
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidValueError(f"--workload-option {item!r}: write KEY=VALUE, e.g. lam=1e-2")
+        out[key.strip()] = _option_value(text.strip())
+    return out
+
+
+def parse_assume(items) -> dict[str, float]:
+    values = parse_assignments(list(items))
+    for name in values:
+        if S.SYMBOLS[name].role != "problem":
+            consts = ", ".join(n for n, s in S.SYMBOLS.items() if s.role == "problem")
+            raise InvalidValueError(f"--assume {name}=…: only problem constants can be asserted "
+                                    f"({consts}); {name} comes from the run's configuration")
+    return {k: float(v) for k, v in values.items()}
+
+
+def parse_bound_ids(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    ids = [t.strip() for t in text.split(",") if t.strip()]
+    if not ids:
+        raise InvalidValueError("--bounds is empty; give ID[,ID…] (see approx-audit bounds list)")
+    for i in ids:
+        catalogue.get(i)   # unknown ids: error with close matches
+    return ids
+
+
+def optimizer_options(f):
+    opts = [
+        click.option("--optimizer", "-O", "optimizer", required=True,
+                     help="sgd, adam, adamw, rmsprop, adagrad, defossez-adam, defossez-rmsprop, "
+                          "defossez-adagrad; hyper-parameters inline: sgd:lr=0.1,momentum=0.9"),
+        click.option("--lr", type=float, help="Learning rate (overrides the inline value)."),
+        click.option("--momentum", type=float), click.option("--nesterov", is_flag=True, default=None),
+        click.option("--beta1", type=float), click.option("--beta2", type=float),
+        click.option("--eps", type=float), click.option("--alpha", type=float,
+                                                        help="RMSprop's smoothing constant."),
+        click.option("--weight-decay", type=float),
+        click.option("--schedule", default=None,
+                     help="constant, step[:step_size=100,gamma=0.1], 1/k, 1/sqrt(k)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def workload_option_decorator(with_steps: bool = True):
+    """The workload options shared by ``run`` and ``compare`` (``compare`` has no --steps:
+    its budget sets them)."""
+    opts = [
+        click.option("--workload", "-w", help="Built-in workload."),
+        click.option("--workload-option", "workload_option", multiple=True,
+                     help="KEY=VALUE option of the built-in workload, e.g. lam=1e-2."),
+        click.option("--model", help="Your model: package.module:function returning an nn.Module."),
+        click.option("--data", help="Your data: package.module:function returning (X, y) or a "
+                                    "Dataset."),
+        click.option("--loss", help="Loss for --model: mse, cross-entropy, bce-logits or "
+                                    "package.module:function."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seed of the data and initial weights; runs use seed, seed+1, … for "
+                          "sampling."),
+        click.option("--dtype", type=click.Choice(DTYPES), default=None,
+                     help="Default: float64 for quadratic/least-squares/logistic, else float32."),
+        click.option("--device", default="auto", show_default=True,
+                     help="auto (CUDA when available), cpu, cuda, cuda:N."),
+    ]
+    if with_steps:
+        opts.append(click.option("--steps", "-K", type=click.IntRange(min=1), required=True))
+    opts.append(click.option("--batch-size", "-B", type=click.IntRange(min=1), default=None,
+                             help="Minibatch size (i.i.d. with replacement); omit for full "
+                                  "batch (GD)."))
+
+    def decorate(f):
+        for o in reversed(opts):
+            f = o(f)
+        return f
+    return decorate
+
+
+workload_options = workload_option_decorator(with_steps=True)
+
+
+def optimizer_spec(text, lr, momentum, nesterov, beta1, beta2, eps, alpha, weight_decay, schedule):
+    from ..auditor.optimizers import parse_optimizer
+
+    return parse_optimizer(text, schedule=schedule, lr=lr, momentum=momentum, nesterov=nesterov,
+                           beta1=beta1, beta2=beta2, eps=eps, alpha=alpha,
+                           weight_decay=weight_decay)
+
+
+def command_line(ctx: click.Context) -> str:
+    """The command as typed when run from a shell, else rebuilt from the parsed options (under
+    click's test runner sys.argv belongs to another program)."""
+    import shlex
+
+    argv0 = Path(sys.argv[0]).name if sys.argv else ""
+    if argv0 in ("approx-audit", "main.py", "__main__.py") and ctx.info_name in sys.argv[1:2]:
+        return shlex.join(["approx-audit", *sys.argv[1:]])
+    parts = ["approx-audit", ctx.info_name or ""]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or value == param.default or value == () or param.name == "help":
+            continue
+        flag = max(param.opts, key=len)
+        if isinstance(value, bool):
+            parts.append(flag if value else f"--no-{flag.lstrip('-')}")
+        elif isinstance(value, tuple):
+            for v in value:
+                parts += [flag, str(v)]
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def workload_request(workload, workload_option, model, data, loss, seed, dtype):
+    """The :class:`~approx_audit.auditor.workloads.WorkloadRequest` of the workload options."""
+    from ..auditor.workloads import WorkloadRequest
+
+    return WorkloadRequest(name=workload, model=model, data=data, loss=loss,
+                           options=parse_workload_options(workload_option), seed=seed,
+                           dtype=dtype)
+
+
+def build_workload(request, device: str):
+    """The workload a request names, on ``device``; ``--model mymodule:fn`` is looked up in
+    the current folder first."""
+    from ..auditor.workloads import resolve
+
+    return resolve(request, device, os.getcwd())
