@@ -18,12 +18,13 @@ holds: the differing example is drawn B/n times per step in expectation, each dr
 
 Verification: the formula of the stability bound (constant 2, sum over the T steps, condition
 alpha_t <= 2/beta, sampling with replacement) was confirmed in two independent secondary
-sources that restate the theorem; the recursion was derived here from the two properties
-above and is checked on logistic regression in ``tests/auditor/test_stability.py``. The
-paper's own section 3 could not be read in the stored sources, so the locator (Theorem 3.8,
-section 3.2) is from the secondary sources and memory, not from the primary text. The
-strongly convex (projected) and non-convex (loss in [0, 1], steps c/t) theorems are left out
-until their statements are read in the paper.
+sources that restate the theorem, and then in the primary ICML 2016 text (PMLR 48), where the
+convex theorem is **Theorem 3.7** ("beta-smooth, convex and L-Lipschitz ... alpha_t <= 2/beta
+... eps_stab <= (2L^2/n) sum_t alpha_t"; the verification round of 2026-12-03 in
+shared/research/theorems.md); Theorem 3.8 of that text is the non-convex one. The recursion
+was derived here from the two properties above and is checked on logistic regression in
+``tests/auditor/test_stability.py``. The strongly convex results are in the arXiv full version
+only (not read: left out); the non-convex theorem is not encoded yet.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ HARDT_2016 = dict(
 )
 
 _ASSUMPTIONS = ("convex", "l_smooth", "lipschitz_loss", "unbiased_gradients")
-_NOTE = ("Formula confirmed in two secondary restatements of the theorem; the divergence "
-         "recursion derived (module docstring) and checked empirically; theorem number not "
-         "read in the primary text.")
+_NOTE = ("Formula confirmed in two secondary restatements and in the primary ICML 2016 text "
+         "(Theorem 3.7 there); the divergence recursion derived (module docstring) and checked "
+         "empirically.")
 
 
 @register
@@ -57,7 +58,7 @@ def sgd_stability_convex_hardt_2016() -> Bound:
     .. math:: \epsilon_{\mathrm{stab}} \le \frac{2 G^2}{n} \sum_{t=0}^{K-1} \eta
               = \frac{2 G^2 K \eta}{n}, \qquad \eta \le 2/L
 
-    Hardt, Recht & Singer (2016), Theorem 3.8 (their L is our G, their beta our L, their T
+    Hardt, Recht & Singer (2016), Theorem 3.7 (their L is our G, their beta our L, their T
     our K, alpha_t our eta).
     """
     return Bound(
@@ -68,7 +69,7 @@ def sgd_stability_convex_hardt_2016() -> Bound:
         rhs=2 * G**2 * K * eta / n,
         assumptions=_ASSUMPTIONS,
         conditions_=(sp.Le(eta, 2 / L),),
-        citation=cite(HARDT_2016, "Theorem 3.8"),
+        citation=cite(HARDT_2016, "Theorem 3.7"),
         verified=("literature", "derivation"),
         verification_note=_NOTE,
         summary="SGD, convex smooth G-Lipschitz losses, eta <= 2/L: eps_stab <= 2 G^2 K eta / n",
@@ -86,7 +87,7 @@ def sgd_stability_convex_hardt_2016_divergence() -> Bound:
     .. math:: \mathbb{E}\|x_K - x'_K\| \le \frac{2 G}{n} \sum_{t=0}^{K-1} \eta
               = \frac{2 G K \eta}{n}, \qquad \eta \le 2/L
 
-    Hardt, Recht & Singer (2016), proof of Theorem 3.8 (growth recursion with a 1-expansive
+    Hardt, Recht & Singer (2016), proof of Theorem 3.7 (growth recursion with a 1-expansive
     update on shared examples and a 2 eta G-bounded one on the differing example).
     """
     return Bound(
@@ -97,7 +98,7 @@ def sgd_stability_convex_hardt_2016_divergence() -> Bound:
         rhs=2 * G * K * eta / n,
         assumptions=_ASSUMPTIONS,
         conditions_=(sp.Le(eta, 2 / L),),
-        citation=cite(HARDT_2016, "Theorem 3.8 (its proof: the growth recursion)"),
+        citation=cite(HARDT_2016, "Theorem 3.7 (its proof: the growth recursion)"),
         verified=("derivation",),
         verification_note=_NOTE,
         summary="SGD, convex smooth G-Lipschitz losses, eta <= 2/L: E||x_K - x'_K|| <= 2 G K eta / n",
