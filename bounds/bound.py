@@ -19,7 +19,7 @@ from .citation import Citation
 from .errors import (ApproxAuditError, InvalidValueError, MissingValueError,
                      UnreachableTargetError)
 from .quantities import Quantity
-from .sampling import sympy_sign
+from .symbols import sympy_sign
 
 ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*(\.[a-z0-9_]+)?$")
 VERIFICATION_KINDS = ("literature", "derivation", "pep", "calibration")

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import sympy as sp
 
 from . import symbols as S
 
@@ -56,13 +55,3 @@ def draw(bound: "Bound", size: int = 64, seed: int = 0, max_tries: int = 50) -> 
         raise RuntimeError(f"{bound.id}: only {have} random draws satisfied its conditions")
     return {nm: np.concatenate(v)[:size] for nm, v in kept.items()}
 
-
-def sympy_sign(expr: sp.Expr) -> int | None:
-    """+1 / -1 / 0 when sympy can prove the sign of ``expr`` from symbol assumptions."""
-    if expr.is_zero:
-        return 0
-    if expr.is_nonnegative:
-        return 1
-    if expr.is_nonpositive:
-        return -1
-    return None

@@ -187,3 +187,14 @@ def name_of(symbol: sp.Symbol) -> str:
 def names_in(expr: sp.Basic) -> set[str]:
     """Table names of the free symbols of ``expr``."""
     return {name_of(s) for s in expr.free_symbols}
+
+
+def sympy_sign(expr: sp.Expr) -> int | None:
+    """+1 / -1 / 0 when sympy can prove the sign of ``expr`` from symbol assumptions."""
+    if expr.is_zero:
+        return 0
+    if expr.is_nonnegative:
+        return 1
+    if expr.is_nonpositive:
+        return -1
+    return None

@@ -17,7 +17,7 @@ import sympy as sp
 
 from ...bounds import symbols as S
 from ...bounds.bound import compile_condition, sides
-from ...bounds.sampling import sympy_sign
+from ...bounds.symbols import sympy_sign
 from .constants import Constant
 
 
