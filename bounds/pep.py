@@ -527,6 +527,55 @@ def worst_case(
     relative violation, in units of the optimum, below which an inequality counts as satisfied.
     """
     t_start = time.perf_counter()
+    posed = _pose(method, function_class, metric, initial, L, mu, solver)
+    solved = _solve_rounds(posed, tolerance, max_rounds, full)
+    if solved.unbounded:
+        return _unbounded(method, posed.cls, metric, posed.initial, posed.N, posed.solver,
+                          solved.status, solved.rounds, solved.pairs, posed.all_pairs,
+                          solved.solve_time, t_start, posed.geo, tolerance)
+    return _report(posed, solved, tolerance, certificate, t_start)
+
+
+@dataclass
+class _Posed:
+    """The program in scaled units (L = 1, R or Delta = 1), before any solve.
+
+    Kept apart from the solve so the terms can be inspected and the rounds rerun on them.
+    """
+
+    method: FixedStepMethod
+    cls: FunctionClass
+    metric: str
+    initial: dict
+    solver: str
+    N: int
+    geo: _Geometry
+    c_low: float
+    metric_scale: float
+    relaxed_note: str
+    obj_terms: list
+    init_terms: list
+    extra_terms: list
+    all_pairs: np.ndarray
+
+
+@dataclass
+class _Solved:
+    """What the cutting-plane rounds ended on: the last solve's result and the pairs it used."""
+
+    result: dict | None
+    pairs: np.ndarray
+    rounds: int
+    solve_time: float
+    status: str
+    scale: float
+    max_violation: float
+    exact: bool
+    unbounded: bool = False
+
+
+def _validate(method, function_class, metric, initial, L, mu, solver):
+    """Reject bad inputs before anything is built: every error ``worst_case`` raises up front."""
     if isinstance(function_class, str):
         function_class = FunctionClass(function_class, L=1.0 if L is None else L,
                                        mu=0.0 if mu is None else mu)
@@ -556,8 +605,12 @@ def worst_case(
         if "distance" in initial:
             raise PEPError("the smooth non-convex class has no minimizer x*: use the initial "
                            "condition gap-last (f(x_0) - f(x_N) <= Delta) or gap")
-    N = method.horizon
+    return cls, initial, solver
 
+
+def _pose(method, function_class, metric, initial, L, mu, solver) -> _Posed:
+    """Validate, choose units and the Gram basis, and build the objective and condition terms."""
+    cls, initial, solver = _validate(method, function_class, metric, initial, L, mu, solver)
     Lval = cls.L
     # units: x scale s_x, f scale s_f = L s_x^2
     if "distance" in initial:
@@ -571,17 +624,23 @@ def worst_case(
 
     has_star = cls.has_minimizer or "gap" in initial
     geo = _Geometry(method, has_star=has_star)
-    c_low = cls.curvature_low
     relaxed_note = ""
     if not cls.has_minimizer and "gap" in initial:
         relaxed_note = ("smooth non-convex with f(x_0) - f* <= Delta: x* is modelled as a stationary "
                         "point with f(x_i) - ||grad f(x_i)||^2/(2L) >= f*, a relaxation; the value is "
                         "an upper bound on the worst case, not proven exact")
+    return _Posed(
+        method=method, cls=cls, metric=metric, initial=initial, solver=solver,
+        N=method.horizon, geo=geo, c_low=cls.curvature_low, metric_scale=metric_scale,
+        relaxed_note=relaxed_note, obj_terms=_objective_terms(geo, metric),
+        init_terms=_initial_terms(geo, initial, s_x, s_f),
+        extra_terms=_relaxation_terms(geo) if relaxed_note else [],
+        all_pairs=_all_pairs(geo.m))
 
-    nF = geo.N + 1
-    dim = geo.dim
 
-    # Objective terms (max of min): (a over F, C over G)
+def _objective_terms(geo: _Geometry, metric: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Objective terms (the program maximises their min): (a over F, C over G)."""
+    nF, dim = geo.N + 1, geo.dim
     obj_terms: list[tuple[np.ndarray, np.ndarray]] = []
     if metric == "f-gap":
         a = np.zeros(nF); a[geo.N] = 1.0
@@ -597,8 +656,13 @@ def worst_case(
         for i in range(last):
             v = geo.Gr[i]
             obj_terms.append((np.zeros(nF), np.outer(v, v)))
+    return obj_terms
 
-    # Initial conditions: (b over F, B over G, r) with b.F + <B,G> <= r (scaled units)
+
+def _initial_terms(geo: _Geometry, initial: dict, s_x: float,
+                   s_f: float) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Initial conditions: (b over F, B over G, r) with b.F + <B,G> <= r (scaled units)."""
+    nF, dim = geo.N + 1, geo.dim
     init_terms: list[tuple[np.ndarray, np.ndarray, float]] = []
     for k, v in initial.items():
         if k == "distance":
@@ -610,16 +674,24 @@ def worst_case(
         else:  # gap-last
             b = np.zeros(nF); b[0] = 1.0; b[geo.N] -= 1.0
             init_terms.append((b, np.zeros((dim, dim)), float(v) / s_f))
+    return init_terms
 
-    # extra necessary conditions for the non-convex "gap" relaxation: f_i - ||g_i||^2/2 >= f*
+
+def _relaxation_terms(geo: _Geometry) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Extra necessary conditions for the non-convex "gap" relaxation: f_i - ||g_i||^2/2 >= f*."""
+    nF = geo.N + 1
     extra_terms: list[tuple[np.ndarray, np.ndarray]] = []
-    if relaxed_note:
-        for i in range(geo.N + 1):
-            a = np.zeros(nF); a[i] = 1.0
-            v = geo.Gr[i]
-            extra_terms.append((a, 0.5 * np.outer(v, v)))   # a.F - <Q,G> >= 0
+    for i in range(geo.N + 1):
+        a = np.zeros(nF); a[i] = 1.0
+        v = geo.Gr[i]
+        extra_terms.append((a, 0.5 * np.outer(v, v)))   # a.F - <Q,G> >= 0
+    return extra_terms
 
-    all_pairs = _all_pairs(geo.m)
+
+def _solve_rounds(posed: _Posed, tolerance: float, max_rounds: int, full: bool) -> _Solved:
+    """Solve, check every pair at the recovered point, add the violated pairs, solve again."""
+    geo, c_low, solver = posed.geo, posed.c_low, posed.solver
+    all_pairs = posed.all_pairs
     pairs = all_pairs if full else _pairs_initial(geo)
     pair_set = {tuple(p) for p in pairs.tolist()}
 
@@ -632,16 +704,18 @@ def worst_case(
     exact = False
     while True:
         rounds += 1
-        res = _solve_dual(geo, pairs, c_low, obj_terms, init_terms, extra_terms, scale, solver)
+        res = _solve_dual(geo, pairs, c_low, posed.obj_terms, posed.init_terms,
+                          posed.extra_terms, scale, solver)
         total_solve += res["solve_time"]
         status = res["status"]
         if status in ("infeasible", "infeasible_inaccurate"):
             # the dual is infeasible: the worst case is unbounded
-            return _unbounded(method, cls, metric, initial, N, solver, status, rounds, pairs,
-                              all_pairs, total_solve, t_start, geo, tolerance)
+            return _Solved(result=None, pairs=pairs, rounds=rounds, solve_time=total_solve,
+                           status=status, scale=scale, max_violation=max_viol, exact=False,
+                           unbounded=True)
         if res["value"] is None or not math.isfinite(res["value"]):
             raise ApproxAuditError(f"the solver {solver} returned status {status} with no value "
-                                   f"for N = {N}; try --solver {'scs' if solver == 'clarabel' else 'clarabel'}")
+                                   f"for N = {posed.N}; try --solver {'scs' if solver == 'clarabel' else 'clarabel'}")
         if scale == 1.0 and res["value"] > 1e-12 and abs(math.log10(res["value"])) > 0.5:
             # second pass with the objective normalised: relative tolerances
             scale = 1.0 / res["value"]
@@ -654,7 +728,7 @@ def worst_case(
         np.fill_diagonal(viol, -np.inf)
         max_viol = float(max(viol.max(), 0.0))
         if full or max_viol <= tolerance:
-            exact = max_viol <= tolerance and not relaxed_note
+            exact = max_viol <= tolerance and not posed.relaxed_note
             break
         if rounds >= max_rounds:
             exact = False
@@ -668,23 +742,33 @@ def worst_case(
             break
         pair_set.update(new)
         pairs = np.array(sorted(pair_set), dtype=int)
+    return _Solved(result=result, pairs=pairs, rounds=rounds, solve_time=total_solve,
+                   status=status, scale=scale, max_violation=max_viol, exact=exact)
 
+
+def _report(posed: _Posed, solved: _Solved, tolerance: float, certificate: bool,
+            t_start: float) -> WorstCase:
+    """Back to the caller's units, with the certificate and a note when not proven exact."""
+    result, scale, metric_scale = solved.result, solved.scale, posed.metric_scale
+    cls, pairs, max_viol = posed.cls, solved.pairs, solved.max_violation
     value = result["value"] / scale * metric_scale
     primal = result["primal"] / scale * metric_scale
     cert = ()
     if certificate:
-        cert = _certificate(result, pairs, geo, scale, metric_scale)
-    note = relaxed_note
-    if not exact and not relaxed_note:
-        note = (f"after {rounds} rounds some interpolation inequality is still violated by "
+        cert = _certificate(result, pairs, posed.geo, scale, metric_scale)
+    note = posed.relaxed_note
+    if not solved.exact and not posed.relaxed_note:
+        note = (f"after {solved.rounds} rounds some interpolation inequality is still violated by "
                 f"{max_viol:.2e} (relative): the value is an upper bound, not proven exact")
     return WorstCase(
-        value=float(value), primal_value=float(primal), exact=bool(exact), status=status,
-        solver=solver, method=method.name, function_class=cls.kind, metric=metric,
-        initial={k: float(v) for k, v in initial.items()}, horizon=N,
+        value=float(value), primal_value=float(primal), exact=bool(solved.exact),
+        status=solved.status, solver=posed.solver, method=posed.method.name,
+        function_class=cls.kind, metric=posed.metric,
+        initial={k: float(v) for k, v in posed.initial.items()}, horizon=posed.N,
         constants={"L": cls.L, "mu": cls.mu}, tolerance=tolerance, max_violation=max_viol,
-        rounds=rounds, n_constraints=int(len(pairs)), n_pairs_total=int(len(all_pairs)),
-        solve_time=total_solve, total_time=time.perf_counter() - t_start, basis=geo.basis,
+        rounds=solved.rounds, n_constraints=int(len(pairs)),
+        n_pairs_total=int(len(posed.all_pairs)), solve_time=solved.solve_time,
+        total_time=time.perf_counter() - t_start, basis=posed.geo.basis,
         note=note, certificate=cert, solver_settings=result.get("settings", {}))
 
 
