@@ -3,8 +3,15 @@
 Text is parsed by Python's :mod:`ast` (which only builds a tree, it executes nothing) and the
 tree is walked under a whitelist: numbers (and the constants ``E`` and ``pi``), names from the
 canonical symbol table, ``+ - * / **``, unary minus and plus, and the functions ``sqrt``,
-``log``, ``exp``, ``Min``, ``Max``. Each node is built into sympy directly. ``eval``, ``sympify``, ``parse_expr`` and
-``lambdify`` never see the text.
+``log``, ``exp``, ``Min``, ``Max``. Each node is built into sympy directly. ``eval``,
+``sympify``, ``parse_expr`` and ``lambdify`` never see the text.
+
+The work is bounded before sympy does any: besides the length and node limits, every numeric
+part is first evaluated in plain floats (:func:`_approx`), and a part beyond ``MAX_FLOAT``, a
+division by zero or a real function outside its domain is refused then; exponential towers
+deeper than ``MAX_TOWER`` are refused from the tree's shape. Sympy's ``evalf`` (whose
+precision grows with an exponent) never sees a number it cannot hold in a float, so
+``exp(exp(exp(100)))**2`` is a one-line error at once, not a minutes-long evaluation.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ MAX_LENGTH = 1000
 MAX_NODES = 400
 MAX_DIGITS = 300  # digits in one integer literal
 MAX_MAGNITUDE = 1000  # |log10| of a numeric power's result
+MAX_FLOAT = 1e300     # a numeric part beyond this is refused before sympy evaluates it
+MAX_TOWER = 3         # nested exponentials (exp(...), x**(non-constant)) at the most
 
 _FUNCTIONS: dict[str, tuple[Callable[..., sp.Expr], int, int | None]] = {
     # name: (builder, minimum arity, maximum arity)
@@ -78,9 +87,19 @@ def parse_expression(text: str, allowed: Iterable[str] | None = None) -> sp.Expr
         raise ExpressionError(f"expression has {count} parts; at most {MAX_NODES} allowed")
     allowed_set = None if allowed is None else set(allowed)
     try:
+        if _tower(tree.body) > MAX_TOWER:
+            raise ExpressionError(f"{_short(stripped)} nests exponentials more than "
+                                  f"{MAX_TOWER} deep (a tower is never evaluated)")
+        _approx(tree.body)
         expr = _build(tree.body, allowed_set)
     except RecursionError:
         raise ExpressionError(f"cannot parse {_short(stripped)}: too deeply nested") from None
+    except ExpressionError:
+        raise
+    except (OverflowError, ZeroDivisionError, ValueError, TypeError) as exc:
+        # sympy's own arithmetic on a number at the edge: still the user's input
+        raise ExpressionError(f"cannot evaluate {_short(stripped)}: "
+                              f"{type(exc).__name__}") from None
     if expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
         raise ExpressionError(f"{_short(stripped)} is not finite (division by zero?)")
     if expr.has(sp.I):
@@ -99,6 +118,97 @@ def parse_number(text: str) -> float:
 
 def _short(text: str) -> str:
     return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+def _tower(node: ast.AST) -> int:
+    """How deep exponentials nest: ``exp(·)`` and ``a**b`` with a non-constant ``b`` count."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        inner = max((_tower(a) for a in node.args), default=0)
+        return inner + (node.func.id == "exp")
+    if isinstance(node, ast.BinOp):
+        up = isinstance(node.op, ast.Pow) and not isinstance(node.right, ast.Constant)
+        return max(_tower(node.left), _tower(node.right) + up)
+    if isinstance(node, ast.UnaryOp):
+        return _tower(node.operand)
+    return 0
+
+
+def _checked(x: float) -> float:
+    if not math.isfinite(x) or abs(x) > MAX_FLOAT:
+        raise ExpressionError(f"number too large (beyond ±{MAX_FLOAT:.0e}, the float range "
+                              "this library evaluates in)")
+    return x
+
+
+_REAL: dict[str, Callable[..., float]] = {"sqrt": math.sqrt, "log": math.log, "exp": math.exp,
+                                           "Min": min, "Max": max}
+
+
+def _approx(node: ast.AST) -> float | None:
+    """The float value of a numeric part (None where a symbol enters): refuses what is beyond
+    float range, divides by zero or leaves a real function's domain, before sympy builds it.
+    Only nodes of the whitelist are evaluated; anything else is left to :func:`_build`."""
+    if isinstance(node, ast.Constant):
+        v = node.value
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return None
+        if isinstance(v, int) and len(str(abs(v))) > MAX_DIGITS:
+            return None                      # _build gives the message
+        return _checked(float(v))
+    if isinstance(node, ast.Name):
+        return {"E": math.e, "pi": math.pi}.get(node.id)
+    if isinstance(node, ast.UnaryOp):
+        v = _approx(node.operand)
+        return None if v is None else -v if isinstance(node.op, ast.USub) else v
+    if isinstance(node, ast.BinOp):
+        return _approx_binop(node)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+            and node.func.id in _REAL and not node.keywords:
+        args = [_approx(a) for a in node.args if not isinstance(a, ast.Starred)]
+        if any(a is None for a in args) or not args or len(args) != len(node.args):
+            return None
+        name = node.func.id
+        if name in ("sqrt", "log", "exp") and len(args) != 1:
+            return None
+        if name == "sqrt" and args[0] < 0:
+            raise ExpressionError(f"sqrt of {args[0]:g} is not real (square root of a negative)")
+        if name == "log" and args[0] <= 0:
+            raise ExpressionError(f"log of {args[0]:g} is not finite and real")
+        if name in ("Min", "Max") and len(args) < 2:
+            return None
+        try:
+            return _checked(_REAL[name](*args))
+        except OverflowError:
+            return _checked(math.inf)
+    return None
+
+
+def _approx_binop(node: ast.BinOp) -> float | None:
+    a, b = _approx(node.left), _approx(node.right)
+    if isinstance(node.op, ast.Div) and b == 0.0:
+        raise ExpressionError("division by zero (not finite)")
+    if a is None or b is None:
+        return None
+    try:
+        if isinstance(node.op, ast.Add):
+            return _checked(a + b)
+        if isinstance(node.op, ast.Sub):
+            return _checked(a - b)
+        if isinstance(node.op, ast.Mult):
+            return _checked(a * b)
+        if isinstance(node.op, ast.Div):
+            return _checked(a / b)
+        if isinstance(node.op, ast.Pow):
+            if a == 0.0 and b < 0:
+                raise ExpressionError("zero to a negative power (division by zero)")
+            if a < 0 and b != int(b):
+                raise ExpressionError(f"({a:g})**{b:g} is not real")
+            if a not in (0.0, 1.0, -1.0) and abs(b * math.log10(abs(a))) > MAX_MAGNITUDE:
+                raise ExpressionError(f"power too large (about 10^{b * math.log10(abs(a)):.3g})")
+            return _checked(float(a ** b))
+    except OverflowError:
+        return _checked(math.inf)
+    return None
 
 
 def _build(node: ast.AST, allowed: set[str] | None) -> sp.Expr:
