@@ -75,9 +75,27 @@ def _check_config(default_map: dict, path: str | None) -> None:
     check_config(default_map, path, cli.commands)
 
 
+def _interruptible() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        try:
+            if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, None):
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+        except (ValueError, OSError):
+            pass
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line over ``APPROX_AUDIT_<COMMAND>_<OPTION>`` environment variables over the
-    configuration file over defaults (click's own precedence)."""
+    configuration file over defaults (click's own precedence).
+
+    SIGINT is made Python's default (KeyboardInterrupt) first: a command started with SIGINT
+    inherited as ignored (a background job of a script, some CI runners) would otherwise never
+    stop on Ctrl-C or ``kill -INT``; the audit then finishes the record it is writing, keeps
+    every finished step and exits 3."""
+    _interruptible()
     try:
         default_map, path = load_config()
         _check_config(default_map, path)
