@@ -61,7 +61,15 @@ def parse_assume(items) -> dict[str, float]:
             consts = ", ".join(n for n, s in S.SYMBOLS.items() if s.role == "problem")
             raise InvalidValueError(f"--assume {name}=…: only problem constants can be asserted "
                                     f"({consts}); {name} comes from the run's configuration")
-    return {k: float(v) for k, v in values.items()}
+    from ..bounds.bound import validate_value
+
+    out = {}
+    for k, v in values.items():
+        try:
+            out[k] = float(validate_value(k, float(v)))   # L=0, L=-1: outside the domain
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"--assume {exc}") from None
+    return out
 
 
 def parse_bound_ids(text: str | None) -> list[str] | None:

@@ -85,6 +85,8 @@ def test_exit_codes_follow_the_verdicts(tmp_path, too_small):
     (["-w", "logistic", "-O", "sgd", "--lr", "-1", "-K", "5"], "lr"),
     (["-w", "logistic", "-O", "sgd", "-K", "5", "--assume", "eta=1"], "problem constants"),
     (["-w", "logistic", "-O", "sgd", "-K", "5", "--assume", "L=__import__('os')"], "not allowed"),
+    (["-w", "logistic", "-O", "sgd", "-K", "5", "--assume", "L=-1"], "must be > 0"),
+    (["-w", "logistic", "-O", "sgd", "-K", "5", "--assume", "mu=0"], "must be > 0"),
     (["-w", "logistic", "-O", "sgd", "-K", "5", "--bounds", "gd.nope"], "gd.nope"),
     (["-w", "logistic", "-O", "sgd", "-K", "5", "--probes", "sharpnes"], "unknown probe"),
     (["-w", "logistic", "-O", "sgd", "-K", "5", "--workload-option", "lam"], "KEY=VALUE"),
