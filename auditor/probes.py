@@ -16,12 +16,15 @@ Each probe declares
 
 ``name``         its registry name (``make_probes("loss,sharpness@25")``);
 ``estimates``    what it estimates, in words;
-``direction``    which way its headline value can be wrong as an estimate of a *global*
-                 constant: ``lower`` (a max over visited points of a local quantity, e.g. local
-                 smoothness or sharpness vs L), ``upper`` (a min over visited points, e.g. the
-                 PL ratio vs μ), ``exact`` (the quantity itself, e.g. the loss on the batch),
-                 ``unbiased`` (a sample estimate, e.g. gradient noise σ²), ``n/a`` (no global
-                 constant); ``key_directions`` refines it per returned key;
+``keys``         the trace keys it returns, and ``direction``/``key_directions``: which way
+                 they can be wrong as estimates of a *global* constant — ``lower`` (a max over
+                 visited points of a local quantity, e.g. local smoothness or sharpness vs L),
+                 ``upper`` (a min over visited points, e.g. the PL ratio vs μ), ``exact`` (the
+                 quantity itself, e.g. the loss on the batch), ``unbiased`` (a sample
+                 estimate, e.g. gradient noise σ²), ``n/a`` (no global constant). All three
+                 are read from the observables table (:mod:`.observables`), where each key is
+                 declared once: ``direction`` is the headline (first) key's, and
+                 ``key_directions`` gives every key's for a probe with several;
 ``every``        the schedule;
 ``cost``         the extra passes beyond training for one run (:class:`~.measure.Cost`);
                  :meth:`Probe.cost_for` gives it for a given context (gradient noise counts
@@ -47,16 +50,16 @@ from torch import Tensor, nn
 from ..bounds.errors import ApproxAuditError, InvalidValueError
 from . import measure as M
 from .measure import Cost
+from .observables import DIRECTIONS, OBSERVABLES, K, P, keys_of
 
 __all__ = [
-    "AdamSharpnessProbe", "DistanceFromStartProbe", "FullBatchProbe", "GradNormProbe",
+    "AdamSharpnessProbe", "DIRECTIONS", "DistanceFromStartProbe", "FullBatchProbe", "GradNormProbe",
     "GradientNoiseProbe", "LocalSmoothnessProbe", "LossProbe", "PLRatioProbe", "PRESETS",
     "PROBES", "PlRatioProbe", "Probe", "ProbeContext", "SharpnessProbe", "UnknownProbeError",
     "UpdateNormProbe", "make_probes", "run_probes", "snapshot",
 ]
 
 Values = dict[str, "float | None"]
-DIRECTIONS = ("lower", "upper", "exact", "unbiased", "n/a")
 
 
 class UnknownProbeError(ApproxAuditError, LookupError):
@@ -120,6 +123,17 @@ class Probe:
     free: ClassVar[bool] = False
     cost_is_bound: ClassVar[bool] = False
     default_every: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs):
+        """A registered probe's keys and directions come from the observables table (one
+        declaration per key); a probe outside the table sets its own."""
+        super().__init_subclass__(**kwargs)
+        keys = keys_of(cls.name) if cls.name else ()
+        if keys and "keys" not in cls.__dict__:
+            cls.keys = keys
+            cls.direction = OBSERVABLES[keys[0]].direction
+            cls.key_directions = MappingProxyType(
+                {k: OBSERVABLES[k].direction for k in keys} if len(keys) > 1 else {})
 
     def __init__(self, every: int | None = None):
         every = self.default_every if every is None else every
@@ -189,42 +203,37 @@ def _diff(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> dict[str, Tensor]
 # ---------------------------------------------------------------------------------------------
 
 class LossProbe(Probe):
-    name = "loss"
+    name = P.loss
     estimates = "the minibatch loss f(x_t; batch_t) at the step's start point (from training)"
-    direction = "exact"
-    keys = ("loss",)
     free = True
 
     def _measure(self, ctx):
         if ctx.loss_before is None:
             return self._none("training passed no loss_before")
-        return {"loss": ctx.loss_before}
+        return {K.loss: ctx.loss_before}
 
 
 class GradNormProbe(Probe):
-    name = "grad_norm"
+    name = P.grad_norm
     estimates = ("‖∇f(x_t; batch_t)‖, the minibatch gradient norm (from training); a max over "
                  "steps is a lower estimate of a gradient bound G")
-    direction = "lower"
-    keys = ("grad_norm", "grad_inf_norm")
-    key_directions = MappingProxyType({"grad_norm": "lower", "grad_inf_norm": "lower"})
     free = True
 
     def _measure(self, ctx):
         if ctx.flat_grad is not None:
             g = ctx.flat_grad
             if g.numel() == 0:
-                return {"grad_norm": 0.0, "grad_inf_norm": 0.0}
+                return {K.grad_norm: 0.0, K.grad_inf_norm: 0.0}
             lo, hi = torch.aminmax(g)       # two cheap ops beat vector_norm(ord=inf) here
             norm = math.sqrt(torch.dot(g, g).item())
             inf = max(-lo.item(), hi.item())
-            ctx.cache["grad_norm"] = norm
-            return {"grad_norm": norm, "grad_inf_norm": inf}
+            ctx.cache[K.grad_norm] = norm
+            return {K.grad_norm: norm, K.grad_inf_norm: inf}
         if ctx.grad_before is None:
             return self._none("training passed no grad_before")
         inf = max((float(g.detach().abs().max()) for g in ctx.grad_before.values()
                    if g.numel()), default=0.0)
-        return {"grad_norm": _norm(ctx.grad_before), "grad_inf_norm": inf}
+        return {K.grad_norm: _norm(ctx.grad_before), K.grad_inf_norm: inf}
 
 
 class UpdateNormProbe(Probe):
@@ -235,13 +244,9 @@ class UpdateNormProbe(Probe):
     loop passes flat snapshots, else a name → tensor copy.
     """
 
-    name = "update_norm"
+    name = P.update_norm
     estimates = ("‖x_{t+1} − x_t‖, the length of the optimizer's step, and the cosine between "
                  "consecutive steps")
-    direction = "exact"
-    keys = ("update_norm", "effective_lr", "update_correlation")
-    key_directions = MappingProxyType({"update_norm": "exact", "effective_lr": "exact",
-                                       "update_correlation": "exact"})
     free = True
 
     def _measure(self, ctx):
@@ -251,35 +256,33 @@ class UpdateNormProbe(Probe):
             d = M.flatten(_diff(ctx.params_after, ctx.params_before))
         uu = torch.dot(d, d).item()
         u = math.sqrt(uu)
-        out = {"update_norm": u}
-        if "grad_norm" in ctx.cache:
-            g = ctx.cache["grad_norm"]
+        out = {K.update_norm: u}
+        if K.grad_norm in ctx.cache:
+            g = ctx.cache[K.grad_norm]
         elif ctx.flat_grad is not None:
             g = float(torch.linalg.vector_norm(ctx.flat_grad))
         else:
             g = None if ctx.grad_before is None else _norm(ctx.grad_before)
         if g:
-            out["effective_lr"] = u / g     # ‖Δx‖/‖g‖: lr for plain SGD
+            out[K.effective_lr] = u / g     # ‖Δx‖/‖g‖: lr for plain SGD
         else:
-            self.last_notes["effective_lr"] = "no gradient, or a zero gradient, at this step"
+            self.last_notes[K.effective_lr] = "no gradient, or a zero gradient, at this step"
         mem = ctx.state(self.name)
         prev = mem.get("previous")
         if prev is None or prev[0].shape != d.shape:
-            self.last_notes["update_correlation"] = "first step: needs a previous update"
+            self.last_notes[K.update_correlation] = "first step: needs a previous update"
         elif prev[1] == 0.0 or uu == 0.0:
-            self.last_notes["update_correlation"] = "a zero update: the angle is undefined"
+            self.last_notes[K.update_correlation] = "a zero update: the angle is undefined"
         else:
-            out["update_correlation"] = torch.dot(d, prev[0]).item() / math.sqrt(uu * prev[1])
+            out[K.update_correlation] = torch.dot(d, prev[0]).item() / math.sqrt(uu * prev[1])
         mem["previous"] = (d, uu)
         return out
 
 
 class DistanceFromStartProbe(Probe):
-    name = "distance_from_start"
+    name = P.distance_from_start
     estimates = ("‖x_{t+1} − x_0‖, with x_0 the parameters before the first step this probe "
                  "saw; a max is a lower estimate of the radius the trajectory needs")
-    direction = "lower"
-    keys = ("distance_from_start",)
     free = True
 
     def _measure(self, ctx):
@@ -289,11 +292,11 @@ class DistanceFromStartProbe(Probe):
                 mem["start_flat"] = ctx.flat_before.clone()
                 mem["start_step"] = ctx.step
             d = ctx.flat_after - mem["start_flat"]
-            return {"distance_from_start": math.sqrt(torch.dot(d, d).item())}
+            return {K.distance_from_start: math.sqrt(torch.dot(d, d).item())}
         if "start" not in mem:
             mem["start"] = snapshot(ctx.params_before)
             mem["start_step"] = ctx.step
-        return {"distance_from_start": _norm(_diff(ctx.params_after, mem["start"]))}
+        return {K.distance_from_start: _norm(_diff(ctx.params_after, mem["start"]))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,18 +321,9 @@ class LocalSmoothnessProbe(Probe):
     non-negative gaps at visited pairs are consistent with, not proof of, convexity.
     """
 
-    name = "local_smoothness"
+    name = P.local_smoothness
     estimates = ("L by ‖∇f(x_{t+1}) − ∇f(x_t)‖/‖x_{t+1} − x_t‖ on the same batch; convexity gaps "
                  "between consecutive iterates")
-    direction = "lower"
-    key_directions = MappingProxyType({
-        "local_smoothness": "lower", "loss_after": "exact", "convexity_gap": "n/a",
-        "convexity_gap_reverse": "n/a", "convexity_numerator": "exact",
-        "convexity_denominator": "exact", "convexity_ratio": "n/a",
-        "convexity_gap_normalized": "n/a"})
-    keys = ("local_smoothness", "loss_after", "convexity_gap", "convexity_gap_reverse",
-            "convexity_numerator", "convexity_denominator", "convexity_ratio",
-            "convexity_gap_normalized")
 
     @property
     def cost(self):
@@ -345,28 +339,28 @@ class LocalSmoothnessProbe(Probe):
         gb = {k: ctx.grad_before[k] for k in names}
         ga = {k: r.grad[k] for k in names}
         xa = {k: xa[k] for k in names}
-        out: dict[str, Any] = {"loss_after": r.loss}
+        out: dict[str, Any] = {K.loss_after: r.loss}
         L_hat = M.local_smoothness(gb, ga, xb, xa)
         if L_hat is None:
             return {**out, **self._none("the step did not move the parameters (Δx = 0)",
-                                        tuple(k for k in self.keys if k != "loss_after"))}
-        out["local_smoothness"] = L_hat
+                                        tuple(k for k in self.keys if k != K.loss_after))}
+        out[K.local_smoothness] = L_hat
         # the two batch gradients, kept for the step by reference (a DDP rank combines the
         # ranks' changes into the global batch's, whose norm is the exact global-batch secant)
         ctx.cache["batch_grads"] = (names, gb, ga)
         fwd = M.convexity_terms(ctx.loss_before, r.loss, gb, xb, xa)   # base x_t
         rev = M.convexity_terms(r.loss, ctx.loss_before, ga, xa, xb)   # base x_{t+1} (Tran)
-        out["convexity_gap"] = fwd.gap
-        out["convexity_gap_reverse"] = rev.gap
-        out["convexity_numerator"] = rev.numerator
-        out["convexity_denominator"] = rev.denominator
+        out[K.convexity_gap] = fwd.gap
+        out[K.convexity_gap_reverse] = rev.gap
+        out[K.convexity_numerator] = rev.numerator
+        out[K.convexity_denominator] = rev.denominator
         if rev.ratio is None:
-            self.last_notes["convexity_ratio"] = "f(x_{t+1}) = f(x_t): the ratio is undefined"
-        out["convexity_ratio"] = rev.ratio
+            self.last_notes[K.convexity_ratio] = "f(x_{t+1}) = f(x_t): the ratio is undefined"
+        out[K.convexity_ratio] = rev.ratio
         norm_gap = M.normalized_convexity_gap(fwd.gap, L_hat, xb, xa)
         if norm_gap is None:
-            self.last_notes["convexity_gap_normalized"] = "local smoothness is 0 at this step"
-        out["convexity_gap_normalized"] = norm_gap
+            self.last_notes[K.convexity_gap_normalized] = "local smoothness is 0 at this step"
+        out[K.convexity_gap_normalized] = norm_gap
         return out
 
 
@@ -404,16 +398,10 @@ class FullBatchProbe(Probe):
     copy in ``ctx.memory`` for this.
     """
 
-    name = "full_batch"
+    name = P.full_batch
     estimates = ("the full objective F(x_{t+1}) and ‖∇F(x_{t+1})‖ at checkpoints, and F − f* "
                  "where f* is known exactly; secant smoothness and convexity gap of F between "
                  "consecutive checkpoints")
-    direction = "exact"
-    key_directions = MappingProxyType({"full_loss": "exact", "full_grad_norm": "exact",
-                                       "suboptimality": "exact", "full_smoothness": "lower",
-                                       "full_convexity_gap": "n/a"})
-    keys = ("full_loss", "full_grad_norm", "suboptimality", "full_smoothness",
-            "full_convexity_gap")
     default_every = 50
 
     @property
@@ -425,30 +413,30 @@ class FullBatchProbe(Probe):
         if data is None:
             return self._none("no full training set in the context (full_X/full_y)")
         r, self.last_cost = _full_loss_and_grad(ctx, data)
-        out = {"full_loss": r.loss, "full_grad_norm": math.sqrt(r.grad_norm_sq)}
+        out = {K.full_loss: r.loss, K.full_grad_norm: math.sqrt(r.grad_norm_sq)}
         f_star = getattr(ctx.workload, "f_star", None)
         if f_star is None:
-            self.last_notes["suboptimality"] = "f* is not known for this workload"
+            self.last_notes[K.suboptimality] = "f* is not known for this workload"
         else:
-            out["suboptimality"] = r.loss - float(f_star)
+            out[K.suboptimality] = r.loss - float(f_star)
         mem = ctx.state(self.name)
         prev = mem.get("previous")
         x_b = {k: v.detach().clone() for k, v in ctx.params_after.items()}
         g_b = {k: r.grad[k].detach().clone() for k in x_b}
         if prev is None:
-            for k in ("full_smoothness", "full_convexity_gap"):
+            for k in (K.full_smoothness, K.full_convexity_gap):
                 self.last_notes[k] = "first checkpoint: needs a previous one"
         else:
             f_a, x_a, g_a = prev
             secant = M.local_smoothness(g_a, g_b, x_a, x_b)
             if secant is None:
-                for k in ("full_smoothness", "full_convexity_gap"):
+                for k in (K.full_smoothness, K.full_convexity_gap):
                     self.last_notes[k] = "the parameters did not move between checkpoints"
             else:
-                out["full_smoothness"] = secant
+                out[K.full_smoothness] = secant
                 fwd = M.convexity_terms(f_a, r.loss, g_a, x_a, x_b)
                 rev = M.convexity_terms(r.loss, f_a, g_b, x_b, x_a)
-                out["full_convexity_gap"] = min(fwd.gap, rev.gap)
+                out[K.full_convexity_gap] = min(fwd.gap, rev.gap)
         mem["previous"] = (r.loss, x_b, g_b)
         return out
 
@@ -462,13 +450,9 @@ class PLRatioProbe(Probe):
     ``pl_uses_f_star`` is 0 and the key direction is then n/a (read :meth:`direction_for`).
     """
 
-    name = "pl_ratio"
+    name = P.pl_ratio
     estimates = "mu (Polyak–Łojasiewicz) by ‖∇F‖²/(2(F − f*)) on the full data at checkpoints"
-    direction = "upper"
     cost_is_bound = True     # free when full_batch computed F and ∇F at the same step
-    key_directions = MappingProxyType({"pl_ratio": "upper", "pl_gap": "exact",
-                                       "pl_uses_f_star": "n/a"})
-    keys = ("pl_ratio", "pl_gap", "pl_uses_f_star")
     default_every = 50
 
     @property
@@ -489,13 +473,13 @@ class PLRatioProbe(Probe):
         if data is None:
             return self._none("no full training set in the context (full_X/full_y)")
         r, self.last_cost = _full_loss_and_grad(ctx, data)
-        out: dict[str, Any] = {"pl_gap": r.loss - float(f_ref),
-                               "pl_uses_f_star": 1.0 if f_star is not None else 0.0}
+        out: dict[str, Any] = {K.pl_gap: r.loss - float(f_ref),
+                               K.pl_uses_f_star: 1.0 if f_star is not None else 0.0}
         ratio = M.pl_ratio(r.grad_norm_sq, r.loss, float(f_ref))
         if ratio is None:
-            self.last_notes["pl_ratio"] = (f"F(x) − {'f*' if f_star is not None else 'f_lower'}"
+            self.last_notes[K.pl_ratio] = (f"F(x) − {'f*' if f_star is not None else 'f_lower'}"
                                            " ≤ 0 (at the optimum to rounding)")
-        out["pl_ratio"] = ratio
+        out[K.pl_ratio] = ratio
         return out
 
 
@@ -516,13 +500,8 @@ class GradientNoiseProbe(Probe):
     Dropout in train mode.
     """
 
-    name = "gradient_noise"
+    name = P.gradient_noise
     estimates = "sigma² (bounded variance) from per-sample gradients on the step's batch"
-    direction = "unbiased"
-    key_directions = MappingProxyType({"gradient_noise": "unbiased",
-                                       "gradient_noise_batch": "unbiased",
-                                       "gradient_snr": "n/a"})
-    keys = ("gradient_noise", "gradient_noise_batch", "gradient_snr")
     default_every = 10
 
     def __init__(self, every: int | None = None, chunk_size: int | None = None):
@@ -542,11 +521,11 @@ class GradientNoiseProbe(Probe):
         M.check_per_sample_supported(ctx.model)
         r = M.gradient_noise(ctx.f, ctx.params_before, ctx.X, ctx.y, chunk_size=self.chunk_size)
         self.last_cost = r.cost
-        out = {"gradient_noise": r.sigma_sq, "gradient_noise_batch": r.batch_mean_variance}
+        out = {K.gradient_noise: r.sigma_sq, K.gradient_noise_batch: r.batch_mean_variance}
         if r.sigma_sq > 0:
-            out["gradient_snr"] = r.grad_norm_sq / r.batch_mean_variance
+            out[K.gradient_snr] = r.grad_norm_sq / r.batch_mean_variance
         else:
-            self.last_notes["gradient_snr"] = "no spread between per-sample gradients (σ² = 0)"
+            self.last_notes[K.gradient_snr] = "no spread between per-sample gradients (σ² = 0)"
         return out
 
 
@@ -601,15 +580,8 @@ class SharpnessProbe(_CurvatureProbe):
     ``sharpness_2_over_lr`` is the edge-of-stability threshold 2/η of gradient descent,
     ``sharpness_lr_ratio`` = λ·η/2 (about 1 at the edge of stability)."""
 
-    name = "sharpness"
+    name = P.sharpness
     estimates = "L by the top Hessian eigenvalue (Lanczos on HVPs) at checkpoints"
-    direction = "lower"
-    key_directions = MappingProxyType({
-        "sharpness": "lower", "sharpness_residual": "n/a", "sharpness_n_hvp": "exact",
-        "sharpness_converged": "n/a", "sharpness_cold_start": "n/a",
-        "sharpness_2_over_lr": "exact", "sharpness_lr_ratio": "lower"})
-    keys = ("sharpness", "sharpness_residual", "sharpness_n_hvp", "sharpness_converged",
-            "sharpness_cold_start", "sharpness_2_over_lr", "sharpness_lr_ratio")
 
     def _measure(self, ctx):
         M.check_curvature_supported(ctx.model)
@@ -619,15 +591,15 @@ class SharpnessProbe(_CurvatureProbe):
                                      tol=self.tol, init=init, seed=self.seed + ctx.step)
         self.last_cost = r.cost
         mem["vector"] = r.vector
-        out = {"sharpness": r.value, "sharpness_residual": r.residual,
-               "sharpness_n_hvp": r.n_hvp, "sharpness_converged": float(r.converged),
-               "sharpness_cold_start": float(init is None)}
+        out = {K.sharpness: r.value, K.sharpness_residual: r.residual,
+               K.sharpness_n_hvp: r.n_hvp, K.sharpness_converged: float(r.converged),
+               K.sharpness_cold_start: float(init is None)}
         if ctx.lr:
-            out["sharpness_2_over_lr"] = 2.0 / ctx.lr
-            out["sharpness_lr_ratio"] = r.value * ctx.lr / 2.0
+            out[K.sharpness_2_over_lr] = 2.0 / ctx.lr
+            out[K.sharpness_lr_ratio] = r.value * ctx.lr / 2.0
         else:
             self._none("no learning rate in the context",
-                       ("sharpness_2_over_lr", "sharpness_lr_ratio"))
+                       (K.sharpness_2_over_lr, K.sharpness_lr_ratio))
         return out
 
 
@@ -641,15 +613,8 @@ class AdamSharpnessProbe(_CurvatureProbe):
     ``torch.optim.Adam`` or ``AdamW`` (AdamW's decoupled weight decay is outside the analysis
     of the threshold; the note says so)."""
 
-    name = "adam_sharpness"
+    name = P.adam_sharpness
     estimates = "Adam's preconditioned sharpness λ_max(P⁻¹H) vs its stability threshold"
-    direction = "lower"
-    key_directions = MappingProxyType({
-        "adam_sharpness": "lower", "adam_threshold": "exact", "adam_sharpness_ratio": "lower",
-        "adam_sharpness_residual": "n/a", "adam_sharpness_n_hvp": "exact",
-        "adam_sharpness_converged": "n/a"})
-    keys = ("adam_sharpness", "adam_threshold", "adam_sharpness_ratio",
-            "adam_sharpness_residual", "adam_sharpness_n_hvp", "adam_sharpness_converged")
 
     def cost_for(self, ctx):
         return self.cost if _adam_like(ctx.optimizer) else Cost()
@@ -675,11 +640,11 @@ class AdamSharpnessProbe(_CurvatureProbe):
         self.last_cost = r.cost
         mem["vector"] = r.vector
         if isinstance(opt, torch.optim.AdamW) and group.get("weight_decay", 0):
-            self.last_notes["adam_threshold"] = ("AdamW's decoupled weight decay is not in the "
+            self.last_notes[K.adam_threshold] = ("AdamW's decoupled weight decay is not in the "
                                                  "threshold's derivation")
-        return {"adam_sharpness": r.value, "adam_threshold": r.threshold,
-                "adam_sharpness_ratio": r.ratio, "adam_sharpness_residual": r.residual,
-                "adam_sharpness_n_hvp": r.n_hvp, "adam_sharpness_converged": float(r.converged)}
+        return {K.adam_sharpness: r.value, K.adam_threshold: r.threshold,
+                K.adam_sharpness_ratio: r.ratio, K.adam_sharpness_residual: r.residual,
+                K.adam_sharpness_n_hvp: r.n_hvp, K.adam_sharpness_converged: float(r.converged)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -690,7 +655,7 @@ PROBES: Mapping[str, type[Probe]] = MappingProxyType({c.name: c for c in (
     LossProbe, GradNormProbe, UpdateNormProbe, DistanceFromStartProbe, LocalSmoothnessProbe,
     PLRatioProbe, GradientNoiseProbe, SharpnessProbe, AdamSharpnessProbe, FullBatchProbe)})
 
-_FREE = ("loss", "grad_norm", "update_norm", "distance_from_start")
+_FREE = (P.loss, P.grad_norm, P.update_norm, P.distance_from_start)
 
 # Each entry is "name@every" (the schedule); make_probes builds fresh instances.
 PRESETS: Mapping[str, tuple[str, ...]] = MappingProxyType({
