@@ -4,8 +4,8 @@ A row says what the number under a key *means*, so that the probes, the judge, t
 writer, the plots and the multi-process auditors read it from one place instead of each
 spelling its own copy:
 
-``key``        the trace key (``K.local_smoothness == "local_smoothness"``);
-``probe``      the probe that emits it in step records (``P.local_smoothness``), or the
+``key``        the trace key (``KEY.local_smoothness == "local_smoothness"``);
+``probe``      the probe that emits it in step records (``PROBE.local_smoothness``), or the
                multi-process auditor's pseudo-probe (``dist_gradient_noise``,
                ``decentralized``), or None for the run loop's own checkpoint values;
 ``origin``     who computes it: ``probe``, ``run loop``, ``distributed`` or ``decentralized``;
@@ -41,7 +41,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from types import MappingProxyType
 
-__all__ = ["DIRECTIONS", "K", "OBSERVABLES", "Observable", "P", "PROBE_NAMES", "RANKS",
+__all__ = ["DIRECTIONS", "KEY", "OBSERVABLES", "Observable", "PROBE", "PROBE_NAMES", "RANKS",
            "RECORD_FIELDS", "keys_of", "keys_where"]
 
 DIRECTIONS = ("lower", "upper", "exact", "unbiased", "n/a")
@@ -214,7 +214,7 @@ def keys_of(probe: str) -> tuple[str, ...]:
 
 
 class _Names:
-    """Read-only attributes naming declared strings: ``K.sharpness == "sharpness"``, so code
+    """Read-only attributes naming declared strings: ``KEY.sharpness == "sharpness"``, so code
     names a key without spelling its literal, and a typo is an AttributeError."""
 
     def __init__(self, names) -> None:
@@ -230,7 +230,7 @@ class _Names:
         return name in self.__dict__
 
 
-K = _Names(OBSERVABLES)
+KEY = _Names(OBSERVABLES)
 PROBE_NAMES: tuple[str, ...] = tuple(dict.fromkeys(
     o.probe for o in OBSERVABLES.values() if o.probe is not None and o.origin == "probe"))
-P = _Names(PROBE_NAMES)
+PROBE = _Names(PROBE_NAMES)

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from ..bounds.errors import ApproxAuditError, InvalidValueError
 from . import measure as M
 from .measure import Cost
-from .observables import DIRECTIONS, OBSERVABLES, K, P, keys_of
+from .observables import DIRECTIONS, OBSERVABLES, KEY, PROBE, keys_of
 
 __all__ = [
     "AdamSharpnessProbe", "DIRECTIONS", "DistanceFromStartProbe", "FullBatchProbe", "GradNormProbe",
@@ -203,18 +203,18 @@ def _diff(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> dict[str, Tensor]
 # ---------------------------------------------------------------------------------------------
 
 class LossProbe(Probe):
-    name = P.loss
+    name = PROBE.loss
     estimates = "the minibatch loss f(x_t; batch_t) at the step's start point (from training)"
     free = True
 
     def _measure(self, ctx):
         if ctx.loss_before is None:
             return self._none("training passed no loss_before")
-        return {K.loss: ctx.loss_before}
+        return {KEY.loss: ctx.loss_before}
 
 
 class GradNormProbe(Probe):
-    name = P.grad_norm
+    name = PROBE.grad_norm
     estimates = ("‖∇f(x_t; batch_t)‖, the minibatch gradient norm (from training); a max over "
                  "steps is a lower estimate of a gradient bound G")
     free = True
@@ -223,17 +223,17 @@ class GradNormProbe(Probe):
         if ctx.flat_grad is not None:
             g = ctx.flat_grad
             if g.numel() == 0:
-                return {K.grad_norm: 0.0, K.grad_inf_norm: 0.0}
+                return {KEY.grad_norm: 0.0, KEY.grad_inf_norm: 0.0}
             lo, hi = torch.aminmax(g)       # two cheap ops beat vector_norm(ord=inf) here
             norm = math.sqrt(torch.dot(g, g).item())
             inf = max(-lo.item(), hi.item())
-            ctx.cache[K.grad_norm] = norm
-            return {K.grad_norm: norm, K.grad_inf_norm: inf}
+            ctx.cache[KEY.grad_norm] = norm
+            return {KEY.grad_norm: norm, KEY.grad_inf_norm: inf}
         if ctx.grad_before is None:
             return self._none("training passed no grad_before")
         inf = max((float(g.detach().abs().max()) for g in ctx.grad_before.values()
                    if g.numel()), default=0.0)
-        return {K.grad_norm: _norm(ctx.grad_before), K.grad_inf_norm: inf}
+        return {KEY.grad_norm: _norm(ctx.grad_before), KEY.grad_inf_norm: inf}
 
 
 class UpdateNormProbe(Probe):
@@ -244,7 +244,7 @@ class UpdateNormProbe(Probe):
     loop passes flat snapshots, else a name → tensor copy.
     """
 
-    name = P.update_norm
+    name = PROBE.update_norm
     estimates = ("‖x_{t+1} − x_t‖, the length of the optimizer's step, and the cosine between "
                  "consecutive steps")
     free = True
@@ -256,31 +256,31 @@ class UpdateNormProbe(Probe):
             d = M.flatten(_diff(ctx.params_after, ctx.params_before))
         uu = torch.dot(d, d).item()
         u = math.sqrt(uu)
-        out = {K.update_norm: u}
-        if K.grad_norm in ctx.cache:
-            g = ctx.cache[K.grad_norm]
+        out = {KEY.update_norm: u}
+        if KEY.grad_norm in ctx.cache:
+            g = ctx.cache[KEY.grad_norm]
         elif ctx.flat_grad is not None:
             g = float(torch.linalg.vector_norm(ctx.flat_grad))
         else:
             g = None if ctx.grad_before is None else _norm(ctx.grad_before)
         if g:
-            out[K.effective_lr] = u / g     # ‖Δx‖/‖g‖: lr for plain SGD
+            out[KEY.effective_lr] = u / g     # ‖Δx‖/‖g‖: lr for plain SGD
         else:
-            self.last_notes[K.effective_lr] = "no gradient, or a zero gradient, at this step"
+            self.last_notes[KEY.effective_lr] = "no gradient, or a zero gradient, at this step"
         mem = ctx.state(self.name)
         prev = mem.get("previous")
         if prev is None or prev[0].shape != d.shape:
-            self.last_notes[K.update_correlation] = "first step: needs a previous update"
+            self.last_notes[KEY.update_correlation] = "first step: needs a previous update"
         elif prev[1] == 0.0 or uu == 0.0:
-            self.last_notes[K.update_correlation] = "a zero update: the angle is undefined"
+            self.last_notes[KEY.update_correlation] = "a zero update: the angle is undefined"
         else:
-            out[K.update_correlation] = torch.dot(d, prev[0]).item() / math.sqrt(uu * prev[1])
+            out[KEY.update_correlation] = torch.dot(d, prev[0]).item() / math.sqrt(uu * prev[1])
         mem["previous"] = (d, uu)
         return out
 
 
 class DistanceFromStartProbe(Probe):
-    name = P.distance_from_start
+    name = PROBE.distance_from_start
     estimates = ("‖x_{t+1} − x_0‖, with x_0 the parameters before the first step this probe "
                  "saw; a max is a lower estimate of the radius the trajectory needs")
     free = True
@@ -292,11 +292,11 @@ class DistanceFromStartProbe(Probe):
                 mem["start_flat"] = ctx.flat_before.clone()
                 mem["start_step"] = ctx.step
             d = ctx.flat_after - mem["start_flat"]
-            return {K.distance_from_start: math.sqrt(torch.dot(d, d).item())}
+            return {KEY.distance_from_start: math.sqrt(torch.dot(d, d).item())}
         if "start" not in mem:
             mem["start"] = snapshot(ctx.params_before)
             mem["start_step"] = ctx.step
-        return {K.distance_from_start: _norm(_diff(ctx.params_after, mem["start"]))}
+        return {KEY.distance_from_start: _norm(_diff(ctx.params_after, mem["start"]))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,7 +321,7 @@ class LocalSmoothnessProbe(Probe):
     non-negative gaps at visited pairs are consistent with, not proof of, convexity.
     """
 
-    name = P.local_smoothness
+    name = PROBE.local_smoothness
     estimates = ("L by ‖∇f(x_{t+1}) − ∇f(x_t)‖/‖x_{t+1} − x_t‖ on the same batch; convexity gaps "
                  "between consecutive iterates")
 
@@ -339,28 +339,28 @@ class LocalSmoothnessProbe(Probe):
         gb = {k: ctx.grad_before[k] for k in names}
         ga = {k: r.grad[k] for k in names}
         xa = {k: xa[k] for k in names}
-        out: dict[str, Any] = {K.loss_after: r.loss}
+        out: dict[str, Any] = {KEY.loss_after: r.loss}
         L_hat = M.local_smoothness(gb, ga, xb, xa)
         if L_hat is None:
             return {**out, **self._none("the step did not move the parameters (Δx = 0)",
-                                        tuple(k for k in self.keys if k != K.loss_after))}
-        out[K.local_smoothness] = L_hat
+                                        tuple(k for k in self.keys if k != KEY.loss_after))}
+        out[KEY.local_smoothness] = L_hat
         # the two batch gradients, kept for the step by reference (a DDP rank combines the
         # ranks' changes into the global batch's, whose norm is the exact global-batch secant)
         ctx.cache["batch_grads"] = (names, gb, ga)
         fwd = M.convexity_terms(ctx.loss_before, r.loss, gb, xb, xa)   # base x_t
         rev = M.convexity_terms(r.loss, ctx.loss_before, ga, xa, xb)   # base x_{t+1} (Tran)
-        out[K.convexity_gap] = fwd.gap
-        out[K.convexity_gap_reverse] = rev.gap
-        out[K.convexity_numerator] = rev.numerator
-        out[K.convexity_denominator] = rev.denominator
+        out[KEY.convexity_gap] = fwd.gap
+        out[KEY.convexity_gap_reverse] = rev.gap
+        out[KEY.convexity_numerator] = rev.numerator
+        out[KEY.convexity_denominator] = rev.denominator
         if rev.ratio is None:
-            self.last_notes[K.convexity_ratio] = "f(x_{t+1}) = f(x_t): the ratio is undefined"
-        out[K.convexity_ratio] = rev.ratio
+            self.last_notes[KEY.convexity_ratio] = "f(x_{t+1}) = f(x_t): the ratio is undefined"
+        out[KEY.convexity_ratio] = rev.ratio
         norm_gap = M.normalized_convexity_gap(fwd.gap, L_hat, xb, xa)
         if norm_gap is None:
-            self.last_notes[K.convexity_gap_normalized] = "local smoothness is 0 at this step"
-        out[K.convexity_gap_normalized] = norm_gap
+            self.last_notes[KEY.convexity_gap_normalized] = "local smoothness is 0 at this step"
+        out[KEY.convexity_gap_normalized] = norm_gap
         return out
 
 
@@ -398,7 +398,7 @@ class FullBatchProbe(Probe):
     copy in ``ctx.memory`` for this.
     """
 
-    name = P.full_batch
+    name = PROBE.full_batch
     estimates = ("the full objective F(x_{t+1}) and ‖∇F(x_{t+1})‖ at checkpoints, and F − f* "
                  "where f* is known exactly; secant smoothness and convexity gap of F between "
                  "consecutive checkpoints")
@@ -413,30 +413,30 @@ class FullBatchProbe(Probe):
         if data is None:
             return self._none("no full training set in the context (full_X/full_y)")
         r, self.last_cost = _full_loss_and_grad(ctx, data)
-        out = {K.full_loss: r.loss, K.full_grad_norm: math.sqrt(r.grad_norm_sq)}
+        out = {KEY.full_loss: r.loss, KEY.full_grad_norm: math.sqrt(r.grad_norm_sq)}
         f_star = getattr(ctx.workload, "f_star", None)
         if f_star is None:
-            self.last_notes[K.suboptimality] = "f* is not known for this workload"
+            self.last_notes[KEY.suboptimality] = "f* is not known for this workload"
         else:
-            out[K.suboptimality] = r.loss - float(f_star)
+            out[KEY.suboptimality] = r.loss - float(f_star)
         mem = ctx.state(self.name)
         prev = mem.get("previous")
         x_b = {k: v.detach().clone() for k, v in ctx.params_after.items()}
         g_b = {k: r.grad[k].detach().clone() for k in x_b}
         if prev is None:
-            for k in (K.full_smoothness, K.full_convexity_gap):
+            for k in (KEY.full_smoothness, KEY.full_convexity_gap):
                 self.last_notes[k] = "first checkpoint: needs a previous one"
         else:
             f_a, x_a, g_a = prev
             secant = M.local_smoothness(g_a, g_b, x_a, x_b)
             if secant is None:
-                for k in (K.full_smoothness, K.full_convexity_gap):
+                for k in (KEY.full_smoothness, KEY.full_convexity_gap):
                     self.last_notes[k] = "the parameters did not move between checkpoints"
             else:
-                out[K.full_smoothness] = secant
+                out[KEY.full_smoothness] = secant
                 fwd = M.convexity_terms(f_a, r.loss, g_a, x_a, x_b)
                 rev = M.convexity_terms(r.loss, f_a, g_b, x_b, x_a)
-                out[K.full_convexity_gap] = min(fwd.gap, rev.gap)
+                out[KEY.full_convexity_gap] = min(fwd.gap, rev.gap)
         mem["previous"] = (r.loss, x_b, g_b)
         return out
 
@@ -450,7 +450,7 @@ class PLRatioProbe(Probe):
     ``pl_uses_f_star`` is 0 and the key direction is then n/a (read :meth:`direction_for`).
     """
 
-    name = P.pl_ratio
+    name = PROBE.pl_ratio
     estimates = "mu (Polyak–Łojasiewicz) by ‖∇F‖²/(2(F − f*)) on the full data at checkpoints"
     cost_is_bound = True     # free when full_batch computed F and ∇F at the same step
     default_every = 50
@@ -473,13 +473,13 @@ class PLRatioProbe(Probe):
         if data is None:
             return self._none("no full training set in the context (full_X/full_y)")
         r, self.last_cost = _full_loss_and_grad(ctx, data)
-        out: dict[str, Any] = {K.pl_gap: r.loss - float(f_ref),
-                               K.pl_uses_f_star: 1.0 if f_star is not None else 0.0}
+        out: dict[str, Any] = {KEY.pl_gap: r.loss - float(f_ref),
+                               KEY.pl_uses_f_star: 1.0 if f_star is not None else 0.0}
         ratio = M.pl_ratio(r.grad_norm_sq, r.loss, float(f_ref))
         if ratio is None:
-            self.last_notes[K.pl_ratio] = (f"F(x) − {'f*' if f_star is not None else 'f_lower'}"
+            self.last_notes[KEY.pl_ratio] = (f"F(x) − {'f*' if f_star is not None else 'f_lower'}"
                                            " ≤ 0 (at the optimum to rounding)")
-        out[K.pl_ratio] = ratio
+        out[KEY.pl_ratio] = ratio
         return out
 
 
@@ -500,7 +500,7 @@ class GradientNoiseProbe(Probe):
     Dropout in train mode.
     """
 
-    name = P.gradient_noise
+    name = PROBE.gradient_noise
     estimates = "sigma² (bounded variance) from per-sample gradients on the step's batch"
     default_every = 10
 
@@ -521,11 +521,11 @@ class GradientNoiseProbe(Probe):
         M.check_per_sample_supported(ctx.model)
         r = M.gradient_noise(ctx.f, ctx.params_before, ctx.X, ctx.y, chunk_size=self.chunk_size)
         self.last_cost = r.cost
-        out = {K.gradient_noise: r.sigma_sq, K.gradient_noise_batch: r.batch_mean_variance}
+        out = {KEY.gradient_noise: r.sigma_sq, KEY.gradient_noise_batch: r.batch_mean_variance}
         if r.sigma_sq > 0:
-            out[K.gradient_snr] = r.grad_norm_sq / r.batch_mean_variance
+            out[KEY.gradient_snr] = r.grad_norm_sq / r.batch_mean_variance
         else:
-            self.last_notes[K.gradient_snr] = "no spread between per-sample gradients (σ² = 0)"
+            self.last_notes[KEY.gradient_snr] = "no spread between per-sample gradients (σ² = 0)"
         return out
 
 
@@ -580,7 +580,7 @@ class SharpnessProbe(_CurvatureProbe):
     ``sharpness_2_over_lr`` is the edge-of-stability threshold 2/η of gradient descent,
     ``sharpness_lr_ratio`` = λ·η/2 (about 1 at the edge of stability)."""
 
-    name = P.sharpness
+    name = PROBE.sharpness
     estimates = "L by the top Hessian eigenvalue (Lanczos on HVPs) at checkpoints"
 
     def _measure(self, ctx):
@@ -591,15 +591,15 @@ class SharpnessProbe(_CurvatureProbe):
                                      tol=self.tol, init=init, seed=self.seed + ctx.step)
         self.last_cost = r.cost
         mem["vector"] = r.vector
-        out = {K.sharpness: r.value, K.sharpness_residual: r.residual,
-               K.sharpness_n_hvp: r.n_hvp, K.sharpness_converged: float(r.converged),
-               K.sharpness_cold_start: float(init is None)}
+        out = {KEY.sharpness: r.value, KEY.sharpness_residual: r.residual,
+               KEY.sharpness_n_hvp: r.n_hvp, KEY.sharpness_converged: float(r.converged),
+               KEY.sharpness_cold_start: float(init is None)}
         if ctx.lr:
-            out[K.sharpness_2_over_lr] = 2.0 / ctx.lr
-            out[K.sharpness_lr_ratio] = r.value * ctx.lr / 2.0
+            out[KEY.sharpness_2_over_lr] = 2.0 / ctx.lr
+            out[KEY.sharpness_lr_ratio] = r.value * ctx.lr / 2.0
         else:
             self._none("no learning rate in the context",
-                       (K.sharpness_2_over_lr, K.sharpness_lr_ratio))
+                       (KEY.sharpness_2_over_lr, KEY.sharpness_lr_ratio))
         return out
 
 
@@ -613,7 +613,7 @@ class AdamSharpnessProbe(_CurvatureProbe):
     ``torch.optim.Adam`` or ``AdamW`` (AdamW's decoupled weight decay is outside the analysis
     of the threshold; the note says so)."""
 
-    name = P.adam_sharpness
+    name = PROBE.adam_sharpness
     estimates = "Adam's preconditioned sharpness λ_max(P⁻¹H) vs its stability threshold"
 
     def cost_for(self, ctx):
@@ -640,11 +640,11 @@ class AdamSharpnessProbe(_CurvatureProbe):
         self.last_cost = r.cost
         mem["vector"] = r.vector
         if isinstance(opt, torch.optim.AdamW) and group.get("weight_decay", 0):
-            self.last_notes[K.adam_threshold] = ("AdamW's decoupled weight decay is not in the "
+            self.last_notes[KEY.adam_threshold] = ("AdamW's decoupled weight decay is not in the "
                                                  "threshold's derivation")
-        return {K.adam_sharpness: r.value, K.adam_threshold: r.threshold,
-                K.adam_sharpness_ratio: r.ratio, K.adam_sharpness_residual: r.residual,
-                K.adam_sharpness_n_hvp: r.n_hvp, K.adam_sharpness_converged: float(r.converged)}
+        return {KEY.adam_sharpness: r.value, KEY.adam_threshold: r.threshold,
+                KEY.adam_sharpness_ratio: r.ratio, KEY.adam_sharpness_residual: r.residual,
+                KEY.adam_sharpness_n_hvp: r.n_hvp, KEY.adam_sharpness_converged: float(r.converged)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -655,7 +655,7 @@ PROBES: Mapping[str, type[Probe]] = MappingProxyType({c.name: c for c in (
     LossProbe, GradNormProbe, UpdateNormProbe, DistanceFromStartProbe, LocalSmoothnessProbe,
     PLRatioProbe, GradientNoiseProbe, SharpnessProbe, AdamSharpnessProbe, FullBatchProbe)})
 
-_FREE = (P.loss, P.grad_norm, P.update_norm, P.distance_from_start)
+_FREE = (PROBE.loss, PROBE.grad_norm, PROBE.update_norm, PROBE.distance_from_start)
 
 # Each entry is "name@every" (the schedule); make_probes builds fresh instances.
 PRESETS: Mapping[str, tuple[str, ...]] = MappingProxyType({
