@@ -23,6 +23,7 @@ from ..bounds.errors import ApproxAuditError
 from .trace import clean, read_trace
 from .judge import Facts, judge, summarize
 from .judge import downsample as _downsample
+from .observables import KEY, keys_where
 
 RESULTS_SCHEMA_VERSION = "1.0"
 
@@ -114,7 +115,7 @@ def _probe_summaries(runs, probes_described: list[dict]) -> list[dict[str, Any]]
                     cost[k] = cost.get(k, 0) + v
         series = {}
         for key in keys:
-            pts = [(k + 1 if _after(desc["name"], key) else k, v)
+            pts = [(k + 1 if _after(key) else k, v)
                    for k, v in (runs[0].values(key) if runs else [])]
             if pts:
                 idx = _downsample(len(pts))
@@ -124,13 +125,14 @@ def _probe_summaries(runs, probes_described: list[dict]) -> list[dict[str, Any]]
     return out
 
 
-# probes whose value is measured at x_{t+1} (after the step) rather than at x_t
-_AT_AFTER = {"update_norm", "distance_from_start", "local_smoothness", "full_batch", "pl_ratio",
-             "sharpness", "adam_sharpness"}
+# probe keys measured at x_{t+1} (after the step), whose series points sit at k = step + 1.
+# The multi-process auditors' own keys stay at k = step as before the observables table,
+# though the decentralized ones are measured at x_{t+1} too (left as it was: a separate fix).
+_AT_AFTER = frozenset(keys_where(at="x_t+1", origin="probe"))
 
 
-def _after(probe: str, key: str) -> bool:
-    return probe in _AT_AFTER
+def _after(key: str) -> bool:
+    return key in _AT_AFTER
 
 
 def assemble(config: Mapping[str, Any], description: str, verdicts, extra, status, message,
@@ -185,12 +187,12 @@ def _lr_series(runs) -> dict[str, list]:
 def _final_values(r) -> dict[str, Any]:
     last = None
     for rec in ([r.init] if r.init else []) + r.steps + ([r.final] if r.final else []):
-        if rec.get("full_loss") is not None:
+        if rec.get(KEY.full_loss) is not None:
             last = rec
     if last is None:
         return {}
-    return {k: last.get(k) for k in ("k", "full_loss", "full_grad_norm", "suboptimality",
-                                     "dist_sq")}
+    return {k: last.get(k) for k in ("k", KEY.full_loss, KEY.full_grad_norm, KEY.suboptimality,
+                                     KEY.dist_sq)}
 
 
 def results_from_trace(path: str | Path) -> dict[str, Any]:
