@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ..observables import KEY
 from .constants import Constant
 from .evidence import RunEvidence
 from .facts import ROUNDING_ULPS, Facts, eps_of
@@ -29,7 +30,7 @@ class Context:
 def _most_negative_gap(ctx: Context) -> tuple[float, int, str] | None:
     worst = None
     for r in ctx.runs:
-        keys = ["full_convexity_gap"] + (["convexity_gap", "convexity_gap_reverse"]
+        keys = [KEY.full_convexity_gap] + ([KEY.convexity_gap, KEY.convexity_gap_reverse]
                                          if r.full_batch else [])
         for key in keys:
             for step, v in r.values(key):
@@ -39,7 +40,7 @@ def _most_negative_gap(ctx: Context) -> tuple[float, int, str] | None:
 
 
 def _convex(ctx: Context, strongly: bool = False) -> Status:
-    f0 = max((abs(r.init.get("full_loss") or 0.0) for r in ctx.runs if r.init), default=1.0)
+    f0 = max((abs(r.init.get(KEY.full_loss) or 0.0) for r in ctx.runs if r.init), default=1.0)
     tol = ROUNDING_ULPS * eps_of(ctx.facts.dtype) * (1 + f0)
     worst = _most_negative_gap(ctx)
     if worst is not None and worst[0] < -tol:

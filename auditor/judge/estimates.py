@@ -2,15 +2,17 @@
 
 Each source is one small generator of (constant, estimate) pairs; :func:`collect_constants`
 chains them in a fixed order (the order of the estimates is the order results.json lists).
-The per-key lines (which trace key estimates which constant, in which direction) are the
-:data:`PATH_MAXIMA` table.
+The per-key lines (which trace key estimates which constant, in which direction) are
+:data:`PATH_MAXIMA`, read from the observables table (:mod:`..observables`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from types import MappingProxyType
 
+from ..observables import OBSERVABLES, KEY
 from .constants import Constant, Estimate, build_constants
 from .evidence import RunEvidence
 from .facts import Facts, eps_of
@@ -18,21 +20,10 @@ from .facts import Facts, eps_of
 Pairs = Iterator[tuple[str, Estimate]]
 
 # trace key -> (constant, kind, when: "always" | "full_batch" (single-process or not a rank
-# mean) | "stochastic", source with {n} the number of values the maximum is over)
-PATH_MAXIMA: dict[str, tuple[str, str, str, str]] = {
-    "full_smoothness": ("L", "lower", "always",
-                        "max over {n} pairs of consecutive full-data checkpoints of the secant "
-                        "‖∇F(x_b) − ∇F(x_a)‖/‖x_b − x_a‖ (every secant is ≤ L)"),
-    "local_smoothness": ("L", "lower", "full_batch",
-                         "max over {n} steps of ‖∇F(x_t+1) − ∇F(x_t)‖/‖x_t+1 − x_t‖ "
-                         "(full batch)"),
-    "sharpness": ("L", "lower", "full_batch",
-                  "max over {n} checkpoints of the Hessian's top eigenvalue (Rayleigh quotient "
-                  "≤ λ_max ≤ L, full batch)"),
-    "grad_inf_norm": ("G_inf", "lower", "always",
-                      "max over {n} steps of ‖g‖_∞ of the stochastic gradient (an almost-sure "
-                      "bound is at least any observed value)"),
-}
+# mean), source with {n} the number of values the maximum is over): the rows of the
+# observables table that declare a path maximum
+PATH_MAXIMA: Mapping[str, tuple[str, str, str, str]] = MappingProxyType({
+    k: (o.estimates, o.direction, o.when, o.source) for k, o in OBSERVABLES.items() if o.when})
 
 
 def _est(name: str, value: float | None, kind: str, source: str) -> Pairs:
@@ -82,9 +73,9 @@ def _pl(runs: Sequence[RunEvidence], facts: Facts) -> Pairs:
     # PL ratios with the exact f*, where F − f* is well above rounding (near the optimum the
     # ratio of two rounding-sized numbers says nothing)
     floor = 1e4 * eps_of(facts.dtype) * max(1.0, abs(facts.f_star or 0.0))
-    pl = [float(s["pl_ratio"]) for r in runs for s in r.steps
-          if s.get("pl_ratio") is not None and s.get("pl_uses_f_star") == 1
-          and (s.get("pl_gap") or 0.0) > floor]
+    pl = [float(s[KEY.pl_ratio]) for r in runs for s in r.steps
+          if s.get(KEY.pl_ratio) is not None and s.get(KEY.pl_uses_f_star) == 1
+          and (s.get(KEY.pl_gap) or 0.0) > floor]
     if pl:
         yield from _est("mu", min(pl), "upper", f"min over {len(pl)} checkpoints of the PL ratio "
                         "‖∇F‖²/(2(F − f*)) with exact f* (≥ the PL and strong-convexity "
@@ -93,12 +84,12 @@ def _pl(runs: Sequence[RunEvidence], facts: Facts) -> Pairs:
 
 def _start_point(runs: Sequence[RunEvidence], facts: Facts) -> Pairs:
     inits = [r.init for r in runs if r.init]
-    if inits and all(i.get("dist_sq") is not None for i in inits):
-        yield from _est("R", math.sqrt(max(i["dist_sq"] for i in inits)), "exact",
+    if inits and all(i.get(KEY.dist_sq) is not None for i in inits):
+        yield from _est("R", math.sqrt(max(i[KEY.dist_sq] for i in inits)), "exact",
                         "‖x_0 − x*‖ with the workload's exact minimizer")
-    if not (inits and all(i.get("full_loss") is not None for i in inits)):
+    if not (inits and all(i.get(KEY.full_loss) is not None for i in inits)):
         return
-    F0 = max(i["full_loss"] for i in inits)
+    F0 = max(i[KEY.full_loss] for i in inits)
     if facts.f_star is not None:
         yield from _est("Delta", F0 - facts.f_star, "exact", "F(x_0) − f* with the exact f*")
     elif facts.f_lower is not None:
@@ -110,12 +101,12 @@ def _gradients(runs: Sequence[RunEvidence]) -> Pairs:
     if _full_batch(runs):
         yield from _est("sigma", 0.0 + 1e-300, "exact", "full-batch gradients are exact (no noise)")
     else:
-        v, cnt = _run_max(runs, "gradient_noise_batch")
+        v, cnt = _run_max(runs, KEY.gradient_noise_batch)
         if v is not None:
             yield from _est("sigma", math.sqrt(v), "estimate",
                             f"√ of the max over {cnt} steps of the per-sample estimate of the "
                             "minibatch gradient's variance (an estimate; not one-sided)")
-    v, cnt = _run_max(runs, "grad_norm")
+    v, cnt = _run_max(runs, KEY.grad_norm)
     if _full_batch(runs):
         yield from _est("G", v, "lower", f"max over {cnt} steps of ‖∇F(x_t)‖ (full batch)")
     else:
@@ -126,11 +117,11 @@ def _gradients(runs: Sequence[RunEvidence]) -> Pairs:
 def _consensus(runs: Sequence[RunEvidence]) -> Pairs:
     # decentralized runs: the consensus bounds' constants, measured at every step (exact)
     inits = [r.init for r in runs if r.init]
-    if inits and all(i.get("consensus_distance") is not None for i in inits):
-        yield from _est("C0", max(float(i["consensus_distance"]) for i in inits), "exact",
+    if inits and all(i.get(KEY.consensus_distance) is not None for i in inits):
+        yield from _est("C0", max(float(i[KEY.consensus_distance]) for i in inits), "exact",
                         "consensus distance of the ranks' starting points, measured")
-    spreads = [float(v) for r in runs for _, v in r.values("update_spread")]
-    if spreads and all(len(r.values("update_spread")) == r.n_steps for r in runs):
+    spreads = [float(v) for r in runs for _, v in r.values(KEY.update_spread)]
+    if spreads and all(len(r.values(KEY.update_spread)) == r.n_steps for r in runs):
         yield from _est("Su", max(spreads), "exact",
                         f"max over all {len(spreads)} steps of the measured spread of the ranks' "
                         "local steps sqrt((1/N) Σ‖u_i − ū‖²)")
@@ -147,11 +138,11 @@ def collect_constants(runs: Sequence[RunEvidence], facts: Facts,
     estimate contradicts recorded as the constant's conflict."""
     def pairs() -> Pairs:
         yield from _from_facts(facts)
-        yield from _path_maxima(runs, ("full_smoothness", "local_smoothness", "sharpness"))
+        yield from _path_maxima(runs, (KEY.full_smoothness, KEY.local_smoothness, KEY.sharpness))
         yield from _pl(runs, facts)
         yield from _start_point(runs, facts)
         yield from _gradients(runs)
-        yield from _path_maxima(runs, ("grad_inf_norm",))
+        yield from _path_maxima(runs, (KEY.grad_inf_norm,))
         yield from _consensus(runs)
         yield from _asserted(assumed)
 

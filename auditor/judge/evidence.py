@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..observables import KEY
 from ..trace import by_run
 
 
@@ -76,20 +77,20 @@ class RunEvidence:
 
     def objective(self) -> dict[int, float]:
         """F(x_k): full-data checkpoints, plus the training loss of full-batch steps (at x_t)."""
-        out = self.checkpoints("full_loss")
+        out = self.checkpoints(KEY.full_loss)
         if self.full_batch:
             for r in self.steps:
-                if r.get("loss") is not None:
-                    out.setdefault(int(r["step"]), float(r["loss"]))
+                if r.get(KEY.loss) is not None:
+                    out.setdefault(int(r["step"]), float(r[KEY.loss]))
         return out
 
     def grad_norm_sq(self) -> dict[int, float]:
         """‖∇F(x_k)‖²: checkpoints, plus the training gradient of full-batch steps."""
-        out = {k: v * v for k, v in self.checkpoints("full_grad_norm").items()}
+        out = {k: v * v for k, v in self.checkpoints(KEY.full_grad_norm).items()}
         if self.full_batch:
             for r in self.steps:
-                if r.get("grad_norm") is not None:
-                    out.setdefault(int(r["step"]), float(r["grad_norm"]) ** 2)
+                if r.get(KEY.grad_norm) is not None:
+                    out.setdefault(int(r["step"]), float(r[KEY.grad_norm]) ** 2)
         return out
 
     def grad_norm_sq_estimate(self) -> tuple[dict[int, float], str, str]:
@@ -102,9 +103,9 @@ class RunEvidence:
         in expectation (kind ``upper``).
         """
         exact = self.grad_norm_sq()
-        g = {int(r["step"]): float(r["grad_norm"]) ** 2 for r in self.steps
-             if r.get("grad_norm") is not None}
-        noise = self.values("gradient_noise_batch")
+        g = {int(r["step"]): float(r[KEY.grad_norm]) ** 2 for r in self.steps
+             if r.get(KEY.grad_norm) is not None}
+        noise = self.values(KEY.gradient_noise_batch)
         out: dict[int, float] = {}
         if noise:
             nk = np.array([k for k, _ in noise], dtype=float)

@@ -10,15 +10,16 @@ import numpy as np
 
 from ...bounds.bound import Bound
 from ...bounds.quantities import Quantity
+from ..observables import KEY
 from .evidence import RunEvidence
 from .facts import ROUNDING_ULPS, Facts, eps_of
 from .selection import STABILITY_QUANTITIES
 
 # Averaged-iterate bounds and the average each theorem speaks of (keys the run loop records).
 AVERAGE_KEY = {
-    "sgd.convex.bubeck_2015": ("avg_loss_0", "the average of x_0..x_{K-1}"),
-    "sgd.smooth_convex.bubeck_2015": ("avg_loss_1", "the average of x_1..x_K"),
-    "sgd.strongly_convex.bubeck_2015": ("wavg_loss", "Σ_s 2s/(K(K+1)) x_{s-1}"),
+    "sgd.convex.bubeck_2015": (KEY.avg_loss_0, "the average of x_0..x_{K-1}"),
+    "sgd.smooth_convex.bubeck_2015": (KEY.avg_loss_1, "the average of x_1..x_K"),
+    "sgd.strongly_convex.bubeck_2015": (KEY.wavg_loss, "Σ_s 2s/(K(K+1)) x_{s-1}"),
 }
 
 
@@ -101,7 +102,7 @@ def _gap(bound: Bound, run: RunEvidence, facts: Facts, hyper: Mapping[str, float
 
 def _dist_sq(bound: Bound, run: RunEvidence, facts: Facts, hyper: Mapping[str, float]
              ) -> Observed | str:
-    pts = run.checkpoints("dist_sq")
+    pts = run.checkpoints(KEY.dist_sq)
     ks = sorted(k for k in pts if k >= 1)
     if not ks:
         return "needs the workload's exact minimizer x* to measure ‖x_K − x*‖²"
@@ -148,7 +149,7 @@ def _consensus(bound: Bound, run: RunEvidence, facts: Facts, hyper: Mapping[str,
 
 def _rate(bound: Bound, run: RunEvidence, facts: Facts, hyper: Mapping[str, float]
           ) -> Observed | str:
-    pts = run.checkpoints("dist_sq")
+    pts = run.checkpoints(KEY.dist_sq)
     if 0 not in pts or len(pts) < 2 or pts[0] <= 0:
         return "needs ‖x_k − x*‖ at x_0 and later (the workload's exact minimizer)"
     K = max(pts)
@@ -189,10 +190,10 @@ def _observe_consensus(run: RunEvidence, facts: Facts) -> Observed | str:
     pts: dict[int, float] = {}
     norms: dict[int, float] = {}
     for r in run.steps:
-        v = r.get("consensus_distance")
+        v = r.get(KEY.consensus_distance)
         if v is not None:
             pts[int(r["step"]) + 1] = float(v)
-        nv = r.get("avg_param_norm")
+        nv = r.get(KEY.avg_param_norm)
         if nv is not None:
             norms[int(r["step"]) + 1] = float(nv)
     if not pts:
@@ -203,7 +204,7 @@ def _observe_consensus(run: RunEvidence, facts: Facts) -> Observed | str:
            }.get(method, 1.0)
     rho = min(max(float(rho if rho is not None else 1.0), 0.0), 1.0)
     H = int(info.get("local_steps") or 0) if method == "local-sgd" else 0
-    n0 = float((run.init or {}).get("avg_param_norm") or 0.0)
+    n0 = float((run.init or {}).get(KEY.avg_param_norm) or 0.0)
     ks = sorted(pts)
     unit = ROUNDING_ULPS * eps_of(facts.dtype)
     acc, tol, prev_norm = 0.0, {}, n0
