@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from .exits import EXIT_INTERNAL
-from .options import (build_workload, command_line, resolve_device, workload_option_decorator,
-                      workload_request)
+from .options import (build_workload, check_out, command_line, resolve_device,
+                      workload_option_decorator, workload_request)
 
 
 compare_workload_options = workload_option_decorator(with_steps=False)
@@ -169,6 +169,7 @@ def compare(workload, workload_option, model, data, loss, seed, dtype, device, b
         raise InvalidValueError(f"--budget {budget}: give a positive number of gradient "
                                 "evaluations, e.g. --budget 300")
     specs = distinct_specs(optimizers)   # unknown names, duplicates: one-line error, exit 2
+    check_out(out)
     dev = resolve_device(device)
     w = build_workload(workload_request(workload, workload_option, model, data, loss, seed,
                                         dtype), dev)

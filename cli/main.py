@@ -26,6 +26,11 @@ class AuditGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.exceptions.UsageError as exc:
+            # one line, like every other input error (click prints usage, a hint and the error)
+            where = exc.ctx.command_path if exc.ctx is not None else "approx-audit"
+            click.echo(f"error: {exc.format_message()} (see {where} --help)", err=True)
+            ctx.exit(EXIT_USAGE)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except BrokenPipeError:  # `approx-audit bounds list | head`: not an error

@@ -185,3 +185,23 @@ def build_workload(request, device: str):
     from ..auditor.workloads import resolve
 
     return resolve(request, device, os.getcwd())
+
+
+def check_out(out: Path, option: str = "--out") -> Path:
+    """The output folder, refused before any work when it cannot hold an audit: empty, the
+    filesystem root, under a file, or not writable (one line, exit 2; nothing is written)."""
+    text = str(out)
+    if not text.strip() or text.strip() == ".":
+        raise InvalidValueError(f"{option} {text!r}: give a folder for the audit's files, "
+                                "e.g. --out audit")
+    path = Path(out).expanduser()
+    resolved = path.resolve()
+    if resolved == Path(resolved.anchor):
+        raise InvalidValueError(f"{option} {text}: the filesystem root cannot hold an audit; "
+                                "give a folder of its own, e.g. --out audit")
+    existing = next((p for p in [resolved, *resolved.parents] if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise InvalidValueError(f"{option} {text}: {existing} is a file, not a folder")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidValueError(f"{option} {text}: {existing} is not writable")
+    return path

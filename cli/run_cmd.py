@@ -10,9 +10,9 @@ import click
 
 from .config import config_file
 from .exits import EXIT_INTERNAL, exit_code_for
-from .options import (FAIL_ON, build_workload, command_line, optimizer_options, optimizer_spec,
-                      parse_assume, parse_bound_ids, resolve_device, workload_options,
-                      workload_request)
+from .options import (FAIL_ON, build_workload, check_out, command_line, optimizer_options,
+                      optimizer_spec, parse_assume, parse_bound_ids, resolve_device,
+                      workload_options, workload_request)
 from .output import echo_results, summary_table, write_run_reports
 
 
@@ -82,6 +82,7 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
     spec = optimizer_spec(optimizer, lr, momentum, nesterov, beta1, beta2, eps, alpha,
                           weight_decay, schedule)
     make_probes(probes)                       # validate before any work
+    check_out(out)
     ids = parse_bound_ids(bounds_)
     assumed = parse_assume(assume)
     dev = resolve_device(device)
@@ -93,6 +94,9 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
             dev = "cpu"
     wreq = workload_request(workload, workload_option, model, data, loss, seed, dtype)
     w = build_workload(wreq, dev)
+    if batch_size is not None and batch_size >= w.n:
+        click.echo(f"note: -B {batch_size} ≥ the {w.n} examples of {w.name}: every step uses the "
+                   "full batch (gradient descent)", err=True)
     request = AuditRequest(
         workload=wreq, optimizer=spec, steps=steps, batch_size=batch_size, seeds=seeds,
         probes=probes, bounds=None if ids is None else tuple(ids), assume=assumed,

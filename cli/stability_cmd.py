@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 
 from .exits import exit_code_for
-from .options import (FAIL_ON, build_workload, command_line, optimizer_options, optimizer_spec,
-                      parse_assume, parse_bound_ids, resolve_device, workload_option_decorator,
-                      workload_request)
+from .options import (FAIL_ON, build_workload, check_out, command_line, optimizer_options,
+                      optimizer_spec, parse_assume, parse_bound_ids, resolve_device,
+                      workload_option_decorator, workload_request)
 from .output import summary_table, write_run_reports
 
 
@@ -51,6 +51,11 @@ def stability(workload, workload_option, model, data, loss, seed, dtype, device,
                           weight_decay, schedule)
     ids = parse_bound_ids(bounds_)
     assumed = parse_assume(assume)
+    if not 0.0 < holdout < 0.9:             # before any work or progress line
+        from ..bounds.errors import InvalidValueError
+        raise InvalidValueError(f"--holdout {holdout:g} must be in (0, 0.9): the share of the "
+                                "data held out to measure loss differences")
+    check_out(out)
     dev = resolve_device(device)
     w = build_workload(workload_request(workload, workload_option, model, data, loss, seed,
                                         dtype), dev)

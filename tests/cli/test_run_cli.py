@@ -102,6 +102,32 @@ def test_input_errors_are_one_line_with_exit_2(args, words, tmp_path):
     assert not (tmp_path / "results.json").exists()
 
 
+@pytest.mark.parametrize("where", ["/", "", "file/sub", "file"])
+def test_an_unusable_out_is_refused_before_any_work(where, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("not a folder")
+    r = run("-w", "logistic", "-O", "sgd", "-K", "5", "--out", where)
+    assert r.exit_code == 2, r.output
+    assert len([e for e in r.stderr.splitlines() if e.startswith("error")]) == 1
+    assert "auditing" not in r.stderr and not (tmp_path / "trace.jsonl").exists()
+    assert (tmp_path / "file").read_text() == "not a folder"
+
+
+def test_a_batch_at_least_the_data_says_it_is_full_batch(tmp_path):
+    r = run("-w", "logistic", "-O", "sgd", "-K", "2", "-B", "100000", "--format", "none",
+            "--out", str(tmp_path / "a"))
+    assert r.exit_code == 0 and "full batch" in r.stderr
+
+
+def test_stability_refuses_a_bad_holdout_before_any_progress(tmp_path):
+    from approx_audit.cli.main import cli as _cli
+
+    r = CliRunner().invoke(_cli, ["stability", "-w", "logistic", "-O", "sgd", "-K", "5",
+                                  "--holdout", "1.5", "--out", str(tmp_path / "s")])
+    assert r.exit_code == 2 and "--holdout 1.5" in r.stderr
+    assert "stability audit of" not in r.stderr
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_device_without_cuda_is_a_usage_error(tmp_path):
     r = run("-w", "logistic", "-O", "sgd", "-K", "5", "--device", "cuda", "--out", str(tmp_path))
