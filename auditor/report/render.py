@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
+from .mathml import sanitize_mathml
 from .context import PLOT_DIR, no_plots, report_context
 from .format import _md_cell
 
@@ -33,7 +35,15 @@ def _env() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         keep_trailing_newline=True)
     env.filters["md"] = _md_cell
+    env.filters["mathml"] = _trusted_mathml
     return env
+
+
+def _trusted_mathml(text: object):
+    """results.json's MathML through the whitelist (:mod:`.mathml`), as markup; None (the
+    template then shows the plain-text formula) when it is not plain MathML."""
+    clean = sanitize_mathml(text)
+    return None if clean is None else Markup(clean)
 
 
 def render_html(results: Mapping[str, Any], *, compare: Mapping[str, Any] | None = None,
