@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Callable, Iterable
+
+import numpy as np
+import scipy.linalg
 
 from . import pep
 from .bound import Bound
 from .errors import InvalidValueError
+from .verify import FORMAT, qs, verify
 
 REL_TOL = 1e-6      # a bound below the worst case by more than this (relative) is invalid
 TIGHT_TOL = 1e-5    # a tight bound must match the worst case to this (relative)
@@ -150,18 +155,23 @@ class CheckRow:
     solver: str
     exact: bool
     solver_status: str
+    outcome: str = "inconclusive"     # proved | refuted | inconclusive (exactly verified or not)
+    factor: str | None = None         # the proof's inflation factor, e.g. "1+1e-09"
+    evidence: str = ""                # one line: the certificate, counterexample or the numbers
+    document: dict | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         return {"K": self.K, "params": self.params, "worst_case": self.worst_case,
                 "bound": self.bound, "ratio": self.ratio, "status": self.status,
-                "solver": self.solver, "exact": self.exact, "solver_status": self.solver_status}
+                "solver": self.solver, "exact": self.exact, "solver_status": self.solver_status,
+                "outcome": self.outcome, "factor": self.factor, "evidence": self.evidence}
 
 
 @dataclass(frozen=True)
 class CheckResult:
     id: str
     rows: tuple
-    valid: bool              # no row below the worst case beyond tolerance
+    valid: bool              # no row refuted by a verified counterexample
     tight_ok: bool | None    # for bounds marked tight: every row matches
     certifies: bool          # passing proves the bound on these points
     complete: bool           # every solve was optimal and exact
@@ -169,14 +179,27 @@ class CheckResult:
     spec: dict = field(default_factory=dict)
 
     @property
+    def proved(self) -> bool:
+        """Every row carries an exactly verified dual certificate."""
+        return all(r.outcome == "proved" for r in self.rows)
+
+    @property
+    def refuted(self) -> bool:
+        """Some row carries an exactly verified counterexample."""
+        return any(r.outcome == "refuted" for r in self.rows)
+
+    @property
     def passed(self) -> bool:
-        return self.valid and self.complete and self.tight_ok is not False
+        return self.proved and self.tight_ok is not False
 
     def to_dict(self) -> dict:
+        counts = {k: sum(r.outcome == k for r in self.rows)
+                  for k in ("proved", "refuted", "inconclusive")}
         return {"id": self.id, "rows": [r.to_dict() for r in self.rows], "valid": self.valid,
                 "tight_ok": self.tight_ok, "certifies": self.certifies, "complete": self.complete,
+                "proved": self.proved, "outcomes": counts,
                 "passed": self.passed, "note": self.note, "spec": self.spec,
-                "tolerance": {"valid_rel": REL_TOL, "tight_rel": TIGHT_TOL}}
+                "tolerance": {"tight_rel": TIGHT_TOL, "max_inflation": MAX_INFLATION}}
 
 
 def compare(worst: pep.WorstCase, bound_value: float, tight: bool) -> tuple[str, float]:
@@ -193,6 +216,25 @@ def compare(worst: pep.WorstCase, bound_value: float, tight: bool) -> tuple[str,
     if tight:
         return ("tight" if abs(ratio - 1) <= TIGHT_TOL else "not-tight"), ratio
     return "valid", ratio
+
+
+def _row(prog: pep.Program, b: float, K: int, params: dict, tight: bool, solver: str) -> CheckRow:
+    """One horizon: the numeric comparison for the ratio, the exact evidence for the outcome;
+    ``status`` is ``invalid`` only for a verified refutation."""
+    w = prog.worst
+    _, ratio = compare(w, b, tight)
+    ev = decide(prog, b)
+    if ev.outcome == "refuted":
+        status = "invalid"
+    elif ev.outcome == "inconclusive":
+        status = "inconclusive"
+    elif tight:
+        status = "tight" if abs(ratio - 1) <= TIGHT_TOL else "not-tight"
+    else:
+        status = "valid"
+    factor = None if ev.factor is None else _factor_text(ev.factor)
+    return CheckRow(K, params, w.value, b, ratio, status, solver, w.exact, w.status,
+                    outcome=ev.outcome, factor=factor, evidence=ev.summary, document=ev.document)
 
 
 def check_bound(bound: Bound, horizons: Iterable[int] = range(1, 11), *, solver: str = "clarabel",
@@ -219,13 +261,10 @@ def check_bound(bound: Bound, horizons: Iterable[int] = range(1, 11), *, solver:
         for K in horizons:
             method = spec.method(int(K), p)
             fc = pep.FunctionClass(spec.function_class, L=p["L"], mu=p.get("mu", 0.0))
-            w = pep.worst_case(method, fc, spec.metric, spec.initial(p), solver=solver,
-                               certificate=False)
+            prog = pep.solve_program(method, fc, spec.metric, spec.initial(p), solver=solver)
             b = float(bound.evaluate(**used, K=int(K)))
-            status, ratio = compare(w, b, bound.tight)
-            rows.append(CheckRow(int(K), dict(p), w.value, b, ratio, status, solver,
-                                 w.exact, w.status))
-    valid = all(r.status != "invalid" for r in rows)
+            rows.append(_row(prog, b, int(K), dict(p), bound.tight, solver))
+    valid = not any(r.outcome == "refuted" for r in rows)
     tight_ok = None if not bound.tight else all(r.status == "tight" for r in rows)
     complete = all(r.exact and r.solver_status == "optimal" for r in rows)
     return CheckResult(bound.id, tuple(rows), valid, tight_ok, spec.certifies, complete,
@@ -243,8 +282,8 @@ def check_claim(claim_rhs, method_factory: Callable[[int], pep.FixedStepMethod],
 
     rows = []
     for K in horizons:
-        w = pep.worst_case(method_factory(int(K)), function_class, metric, initial,
-                           solver=solver, certificate=False)
+        prog = pep.solve_program(method_factory(int(K)), function_class, metric, initial,
+                                 solver=solver)
         subs = dict(values)
         subs["K"] = int(K)
         expr = claim_rhs.subs({SYMBOLS[k].symbol if k in SYMBOLS else sp.Symbol(k): v
@@ -255,9 +294,228 @@ def check_claim(claim_rhs, method_factory: Callable[[int], pep.FixedStepMethod],
         b = float(expr)
         if not math.isfinite(b):
             raise InvalidValueError(f"the claim evaluates to {b} at K = {K}")
-        status, ratio = compare(w, b, tight=False)
-        rows.append(CheckRow(int(K), dict(values), w.value, b, ratio, status, solver, w.exact,
-                             w.status))
-    valid = all(r.status != "invalid" for r in rows)
+        rows.append(_row(prog, b, int(K), dict(values), False, solver))
+    valid = not any(r.outcome == "refuted" for r in rows)
     complete = all(r.exact and r.solver_status == "optimal" for r in rows)
     return CheckResult("claim", tuple(rows), valid, None, True, complete)
+
+
+# --------------------------------------------------------------------------------------------
+# Exact evidence: a rounded dual certificate or a rounded counterexample, checked by verify
+# --------------------------------------------------------------------------------------------
+
+DEN = 2 ** 40                     # multipliers and coordinates are rounded to this grid
+MAX_INFLATION = 1e-4              # the largest factor - 1 a proof may need
+INFLATIONS = (0, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4)
+TIGHTENINGS = (1e-7, 1e-6, 1e-5, 1e-4)   # relative margins of the counterexample's inequalities
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One row's outcome (proved | refuted | inconclusive), its factor, and the document
+    :func:`verify.verify` accepts (None when inconclusive)."""
+
+    outcome: str
+    summary: str
+    factor: Fraction | None = None
+    document: dict | None = None
+
+
+def _rat(x: float) -> Fraction:
+    return Fraction(round(float(x) * DEN), DEN)
+
+
+def _problem_doc(prog: pep.Program, claim: float) -> dict:
+    posed = prog.posed
+    A = posed.method.coefficients
+    return {"class": posed.cls.kind, "L": qs(Fraction(posed.cls.L)), "mu": qs(Fraction(posed.cls.mu)),
+            "method": {"name": posed.method.name,
+                       "coefficients": [[qs(Fraction(float(v))) for v in row] for row in A]},
+            "metric": posed.metric,
+            "initial": {k: qs(Fraction(float(v))) for k, v in posed.initial.items()},
+            "claim": qs(Fraction(float(claim)))}
+
+
+def _columns(posed, pairs) -> list[dict]:
+    """Each multiplier's column in the exact equality system (function values, then sum nu)."""
+    nF = posed.N + 1
+    cols = []
+    for i, j in pairs.tolist():
+        c = {}
+        if i < nF:
+            c[i] = 1
+        if j < nF:
+            c[j] = c.get(j, 0) - 1
+        cols.append(c)
+    for a, _ in posed.obj_terms:
+        cols.append({**{k: int(v) for k, v in enumerate(a) if v}, nF: 1})
+    for b, _, _ in posed.init_terms:
+        cols.append({k: -int(v) for k, v in enumerate(b) if v})
+    for a, _ in posed.extra_terms:
+        cols.append({k: int(v) for k, v in enumerate(a) if v})
+    return cols
+
+
+def _restore(cols: list[dict], z: np.ndarray, rows: int) -> list[Fraction] | None:
+    """Round ``z`` and re-solve the largest well-conditioned subset exactly so the equalities
+    hold in rationals; None when a re-solved multiplier comes out negative."""
+    top = float(np.max(np.abs(z))) if len(z) else 0.0
+    active = [k for k in range(len(z)) if z[k] > 1e-12 * top]
+    M = np.zeros((rows, len(active)))
+    for a, k in enumerate(active):
+        for r, v in cols[k].items():
+            M[r, a] = v
+    _, R, piv = scipy.linalg.qr(M * z[active], pivoting=True, mode="economic")
+    d = np.abs(np.diag(R))
+    rank = int(np.sum(d > 1e-10 * d[0])) if len(d) else 0
+    basic = [active[p] for p in piv[:rank]]
+    out = [Fraction(0)] * len(z)
+    for k in active:
+        out[k] = _rat(z[k])
+    rhs = [Fraction(0)] * rows
+    rhs[rows - 1] = Fraction(1)
+    for k in active:
+        if k not in basic:
+            for r, v in cols[k].items():
+                rhs[r] -= v * out[k]
+    sol = _gauss([[Fraction(cols[k].get(r, 0)) for k in basic] for r in range(rows)], rhs)
+    if sol is None or any(v < 0 for v in sol):
+        return None
+    for k, v in zip(basic, sol):
+        out[k] = v
+    return out
+
+
+def _gauss(M: list, rhs: list) -> list | None:
+    """Exact solution of M x = rhs (M has full column rank), or None when inconsistent."""
+    rows, n = len(M), len(M[0]) if M else 0
+    A = [M[r][:] + [rhs[r]] for r in range(rows)]
+    piv_rows = []
+    r0 = 0
+    for c in range(n):
+        p = next((r for r in range(r0, rows) if A[r][c] != 0), None)
+        if p is None:
+            return None
+        A[r0], A[p] = A[p], A[r0]
+        inv = 1 / A[r0][c]
+        A[r0] = [v * inv for v in A[r0]]
+        for r in range(rows):
+            if r != r0 and A[r][c] != 0:
+                f = A[r][c]
+                A[r] = [a - f * b for a, b in zip(A[r], A[r0])]
+        piv_rows.append(r0)
+        r0 += 1
+    if any(A[r][n] != 0 for r in range(r0, rows)):
+        return None
+    return [A[r][n] for r in piv_rows]
+
+
+def _dual_vector(d: dict, scale: float) -> np.ndarray:
+    return np.r_[d["lam"] / scale, d["nu"], d["tau"] / scale, d["ex"] / scale]
+
+
+def _proof_doc(prog, claim, z, factor) -> dict | None:
+    posed, pairs = prog.posed, prog.solved.pairs
+    exact = _restore(_columns(posed, pairs), z, posed.N + 2)
+    if exact is None:
+        return None
+    P, k, n_i = len(pairs), len(posed.obj_terms), len(posed.init_terms)
+    lam, nu, tau, ex = exact[:P], exact[P:P + k], exact[P + k:P + k + n_i], exact[P + k + n_i:]
+    proof = {"factor": qs(factor),
+             "pairs": [[int(i), int(j), qs(w)] for (i, j), w in zip(pairs.tolist(), lam) if w],
+             "objective": [qs(v) for v in nu],
+             "initial": {name: qs(v) for name, v in zip(posed.initial, tau)},
+             "extra": [[i, qs(w)] for i, w in enumerate(ex) if w]}
+    return {"format": FORMAT, "kind": "proof", "problem": _problem_doc(prog, claim), "proof": proof}
+
+
+def _try_proof(prog: pep.Program, claim: float) -> Evidence | None:
+    """Mix the optimal dual point with one of positive margin, just enough to fit under
+    claim x factor, round it and check it exactly; the smallest factor that passes wins."""
+    solved, posed = prog.solved, prog.posed
+    top = prog.margin_dual(claim * (1 + MAX_INFLATION))
+    if top is None or not top["t"] > 0:
+        return None
+    r = np.array([rr for _, _, rr in posed.init_terms])
+    scale = solved.scale
+    z_opt, z_top = _dual_vector(solved.result, scale), _dual_vector(top, scale)
+    k = len(solved.pairs) + len(posed.obj_terms)
+    v_opt, v_top = (float(r @ z[k:k + len(r)]) for z in (z_opt, z_top))
+    c_s = claim / posed.metric_scale
+    for delta in INFLATIONS:
+        target = c_s * (1 + delta) * (1 - 1e-12)
+        theta = 1.0 if v_top <= v_opt else (target - v_opt) / (v_top - v_opt)
+        factor = 1 + Fraction(delta).limit_denominator(10 ** 12)
+        tries = [] if theta < 0 else [(1 - min(theta, 1.0)) * z_opt + min(theta, 1.0) * z_top]
+        for z in tries + [None]:
+            if z is None:   # the mixture failed: a margin solve at this very target
+                d = prog.margin_dual(claim * (1 + delta) * (1 - 1e-12)) if delta else None
+                if d is None or not d["t"] > 0:
+                    break
+                z = _dual_vector(d, scale)
+            doc = _proof_doc(prog, claim, z, factor)
+            if doc is not None and verify(doc)[0] == "proved":
+                npairs = len(doc["proof"]["pairs"])
+                return Evidence("proved", f"proved x {_factor_text(factor)}: {npairs} interpolation "
+                                f"multipliers, residual {posed.geo.dim}x{posed.geo.dim} PSD "
+                                "(exact LDL^T)", factor, doc)
+    return None
+
+
+def _factor_text(f: Fraction) -> str:
+    return "1" if f == 1 else f"(1+{float(f - 1):.0e})"
+
+
+def _counterexample_doc(prog, claim, t) -> dict:
+    geo, N = prog.posed.geo, prog.posed.N
+    lam, U = np.linalg.eigh(t["G"])
+    keep = lam > 1e-14 * max(float(lam.max()), 1e-300)
+    V = U[:, keep] * np.sqrt(lam[keep])
+    ce = {"x0": [qs(_rat(v)) for v in geo.X[0] @ V],
+          "g": [[qs(_rat(v)) for v in geo.Gr[j] @ V] for j in range(N + 1)],
+          "f": [qs(_rat(v)) for v in t["F"][:N + 1]],
+          "units": "scaled: x = R x~, g = L R g~, f = L R^2 f~ (or Delta for the gap conditions)"}
+    return {"format": FORMAT, "kind": "counterexample", "problem": _problem_doc(prog, claim),
+            "counterexample": ce}
+
+
+def _try_refute(prog: pep.Program, claim: float) -> Evidence | None:
+    """The worst case with every inequality tightened a little, rounded to rationals and
+    checked exactly: all of them still hold and the claim is still exceeded."""
+    posed = prog.posed
+    if posed.relaxed_note:
+        return None
+    c_s = claim / posed.metric_scale
+    w_s = prog.worst.value / posed.metric_scale
+    for rel in TIGHTENINGS:
+        t = prog.tightened(rel * w_s)
+        if t is None:
+            continue
+        if t["value"] <= c_s:
+            break
+        doc = _counterexample_doc(prog, claim, t)
+        outcome, why = verify(doc)
+        if outcome == "refuted":
+            dim = len(doc["counterexample"]["x0"])
+            return Evidence("refuted", f"refuted: counterexample in R^{dim} ({why})", None, doc)
+    return None
+
+
+def decide(prog: pep.Program, claim: float) -> Evidence:
+    """proved, refuted, or inconclusive with the numbers that were not enough."""
+    w = prog.worst
+    if w.status not in ("optimal", "optimal_inaccurate") or not math.isfinite(w.value):
+        return Evidence("inconclusive", f"inconclusive: solver status {w.status}, value {w.value}")
+    if w.value <= claim * (1 + MAX_INFLATION):
+        ev = _try_proof(prog, claim)
+        if ev is not None:
+            return ev
+    if w.value > claim:
+        ev = _try_refute(prog, claim)
+        if ev is not None:
+            return ev
+    margin = w.value / claim - 1 if claim > 0 else math.inf
+    return Evidence("inconclusive", (
+        f"inconclusive: numeric worst case {w.value:.10g} vs bound {claim:.10g} (margin "
+        f"{margin:+.2e}), solver {w.solver} {w.status}, max violation {w.max_violation:.1e}; no "
+        f"exact certificate up to x (1+{MAX_INFLATION:.0e}) and no exact counterexample"))

@@ -67,6 +67,8 @@ __all__ = [
     "FunctionClass",
     "WorstCase",
     "worst_case",
+    "solve_program",
+    "Program",
     "gd",
     "heavy_ball",
     "fgm",
@@ -402,6 +404,8 @@ class WorstCase:
 # --------------------------------------------------------------------------------------------
 
 _SOLVERS = ("clarabel", "scs")
+_CLARABEL_TIGHT = {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12,
+                   "tol_ktratio": 1e-10, "max_iter": 400}
 _CLARABEL_ATTEMPTS = ({}, {"static_regularization_constant": 1e-7},
                       {"static_regularization_constant": 1e-6, "max_iter": 400})
 
@@ -534,6 +538,44 @@ def worst_case(
                           solved.status, solved.rounds, solved.pairs, posed.all_pairs,
                           solved.solve_time, t_start, posed.geo, tolerance)
     return _report(posed, solved, tolerance, certificate, t_start)
+
+
+@dataclass
+class Program:
+    """A solved PEP kept with its program, so that exact certificates can be built from it
+    (``bounds.certify``): the numeric worst case alone proves nothing."""
+
+    worst: WorstCase
+    posed: "_Posed"
+    solved: "_Solved"
+
+    def margin_dual(self, target: float) -> dict | None:
+        """A dual point proving ``metric <= target`` (caller's units) with its residual matrix
+        ``S >= t I``, ``t`` as large as the solver finds; None when the solver finds none."""
+        scale = self.solved.scale
+        return _solve_margin(self.posed, self.solved.pairs, scale,
+                             target / self.posed.metric_scale)
+
+    def tightened(self, eps: float) -> dict | None:
+        """The primal worst case with every inequality tightened by ``eps`` (scaled units)."""
+        return _solve_tightened(self.posed, self.solved.scale, eps)
+
+
+def solve_program(method: FixedStepMethod, function_class: FunctionClass | str = "smooth-convex",
+                  metric: str = "f-gap", initial: dict | None = None, *, L: float | None = None,
+                  mu: float | None = None, solver: str = "clarabel", tolerance: float = 1e-6,
+                  max_rounds: int = 25) -> Program:
+    """:func:`worst_case` (same solves, same value), keeping the program and the dual point."""
+    t_start = time.perf_counter()
+    posed = _pose(method, function_class, metric, initial, L, mu, solver)
+    solved = _solve_rounds(posed, tolerance, max_rounds, False)
+    if solved.unbounded:
+        worst = _unbounded(method, posed.cls, metric, posed.initial, posed.N, posed.solver,
+                           solved.status, solved.rounds, solved.pairs, posed.all_pairs,
+                           solved.solve_time, t_start, posed.geo, tolerance)
+    else:
+        worst = _report(posed, solved, tolerance, False, t_start)
+    return Program(worst, posed, solved)
 
 
 @dataclass
@@ -785,7 +827,8 @@ def _unbounded(method, cls, metric, initial, N, solver, status, rounds, pairs, a
              "condition (the solver's certificate; status " + status + ")")
 
 
-def _solve_dual(geo, pairs, c_low, obj_terms, init_terms, extra_terms, scale, solver) -> dict:
+def _dual_program(geo, pairs, c_low, obj_terms, init_terms, extra_terms, scale) -> dict:
+    """The dual's variables and affine pieces: shared by the value, margin and tightened solves."""
     import cvxpy as cp
     import scipy.sparse as sps
 
@@ -812,6 +855,7 @@ def _solve_dual(geo, pairs, c_low, obj_terms, init_terms, extra_terms, scale, so
 
     Svec = Qs.T @ lam + Bs.T @ tau - scale * (Cs.T @ nu)
     Fbal = Aint.T @ lam + scale * (aobj.T @ nu) - binit.T @ tau
+    ex = None
     if extra_terms:
         ex = cp.Variable(len(extra_terms), nonneg=True)
         Es = sps.csr_matrix(np.array([E.ravel() for _, E in extra_terms]))
@@ -819,25 +863,21 @@ def _solve_dual(geo, pairs, c_low, obj_terms, init_terms, extra_terms, scale, so
         Svec = Svec + Es.T @ ex
         Fbal = Fbal + ea.T @ ex
     S = cp.reshape(Svec, (dim, dim), order="C")
+    return {"lam": lam, "nu": nu, "tau": tau, "ex": ex, "S": S, "Fbal": Fbal, "r": r}
+
+
+def _solve_dual(geo, pairs, c_low, obj_terms, init_terms, extra_terms, scale, solver) -> dict:
+    import cvxpy as cp
+
+    nF = geo.N + 1
+    d = _dual_program(geo, pairs, c_low, obj_terms, init_terms, extra_terms, scale)
+    lam, nu, tau, S, Fbal, r = d["lam"], d["nu"], d["tau"], d["S"], d["Fbal"], d["r"]
     lmi = 0.5 * (S + S.T) >> 0
     eq = Fbal == 0
     cons = [lmi, eq, cp.sum(nu) == 1]
     prob = cp.Problem(cp.Minimize(r @ tau), cons)
     t0 = time.perf_counter()
-    # Clarabel's defaults first; when they stop at reduced accuracy, a larger static
-    # regularisation usually reaches full accuracy (measured on the non-convex class at N = 9..10).
-    attempts = _CLARABEL_ATTEMPTS if solver == "clarabel" else ({"eps": 1e-9, "max_iters": 200000},)
-    used = {}
-    for opts in attempts:
-        try:
-            with warnings.catch_warnings():   # the status is reported in the result instead
-                warnings.simplefilter("ignore", UserWarning)
-                prob.solve(solver=cp.CLARABEL if solver == "clarabel" else cp.SCS, **opts)
-        except cp.error.SolverError as exc:
-            raise ApproxAuditError(f"the solver {solver} failed: {exc}") from None
-        used = dict(opts)
-        if prob.status == "optimal":
-            break
+    used = _run_solver(prob, solver)
     solve_time = time.perf_counter() - t0
     status = prob.status
     if status not in ("optimal", "optimal_inaccurate"):
@@ -852,7 +892,92 @@ def _solve_dual(geo, pairs, c_low, obj_terms, init_terms, extra_terms, scale, so
     return {"status": status, "value": float(prob.value), "primal": float(prim), "F": Ffull,
             "G": G, "lam": np.asarray(lam.value).ravel(), "solve_time": solve_time,
             "settings": used,
-            "stats": prob.solver_stats}
+            "stats": prob.solver_stats, **_multipliers(d)}
+
+
+def _multipliers(d: dict) -> dict:
+    """The dual point's other multipliers (objective, initial conditions, extra terms)."""
+    ex = d["ex"]
+    return {"nu": np.asarray(d["nu"].value, dtype=float).ravel(),
+            "tau": np.asarray(d["tau"].value, dtype=float).ravel(),
+            "ex": np.zeros(0) if ex is None else np.asarray(ex.value, dtype=float).ravel()}
+
+
+def _run_solver(prob, solver: str) -> dict:
+    """Solve with Clarabel's defaults first; when they stop at reduced accuracy, a larger static
+    regularisation usually reaches full accuracy (measured on the non-convex class at N = 9..10)."""
+    import cvxpy as cp
+
+    attempts = _CLARABEL_ATTEMPTS if solver == "clarabel" else ({"eps": 1e-9, "max_iters": 200000},)
+    used = {}
+    for opts in attempts:
+        try:
+            with warnings.catch_warnings():   # the status is reported in the result instead
+                warnings.simplefilter("ignore", UserWarning)
+                prob.solve(solver=cp.CLARABEL if solver == "clarabel" else cp.SCS, **opts)
+        except cp.error.SolverError as exc:
+            raise ApproxAuditError(f"the solver {solver} failed: {exc}") from None
+        used = dict(opts)
+        if prob.status == "optimal":
+            break
+    return used
+
+
+def _solve_margin(posed: _Posed, pairs: np.ndarray, scale: float, target: float) -> dict | None:
+    """A dual point whose residual matrix is as positive definite as possible (``S >= t I``)
+    among those proving ``metric <= target`` (scaled units): the room exact rounding needs."""
+    import cvxpy as cp
+
+    d = _dual_program(posed.geo, pairs, posed.c_low, posed.obj_terms, posed.init_terms,
+                      posed.extra_terms, scale)
+    t = cp.Variable()
+    S = d["S"]
+    cons = [0.5 * (S + S.T) - t * _margin_projector(posed.geo) >> 0, d["Fbal"] == 0,
+            cp.sum(d["nu"]) == 1, d["r"] @ d["tau"] <= scale * target, t <= 1]
+    prob = cp.Problem(cp.Maximize(t), cons)
+    _run_solver(prob, posed.solver)
+    if prob.status not in ("optimal", "optimal_inaccurate") or t.value is None:
+        return None
+    return {"status": prob.status, "t": float(t.value), "value": float(d["r"] @ d["tau"].value),
+            "lam": np.asarray(d["lam"].value, dtype=float).ravel(), **_multipliers(d)}
+
+
+def _margin_projector(geo: _Geometry) -> np.ndarray:
+    """The identity, less the directions no form can see: without x* the functions' values and
+    gradients are translation invariant, so the residual always vanishes along a translation."""
+    if geo.star is not None:
+        return np.eye(geo.dim)
+    import scipy.linalg
+
+    null = scipy.linalg.null_space(np.vstack([geo.X[1:] - geo.X[0], geo.Gr]))
+    return np.eye(geo.dim) - null @ null.T
+
+
+def _solve_tightened(posed: _Posed, scale: float, eps: float) -> dict | None:
+    """The worst case with every interpolation inequality and initial condition tightened by
+    ``eps`` (scaled units), over every pair: a primal point rounding cannot push out."""
+    import cvxpy as cp
+
+    pairs = posed.all_pairs
+    d = _dual_program(posed.geo, pairs, posed.c_low, posed.obj_terms, posed.init_terms,
+                      posed.extra_terms, scale)
+    S = d["S"]
+    lmi = 0.5 * (S + S.T) >> 0
+    eq = d["Fbal"] == 0
+    obj = (d["r"] - eps) @ d["tau"] - eps * cp.sum(d["lam"])
+    prob = cp.Problem(cp.Minimize(obj), [lmi, eq, cp.sum(d["nu"]) == 1])
+    if posed.solver == "clarabel":   # a primal point accurate enough to round
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            prob.solve(solver=cp.CLARABEL, **_CLARABEL_TIGHT)
+    if prob.status not in ("optimal", "optimal_inaccurate"):
+        _run_solver(prob, posed.solver)
+    if prob.status not in ("optimal", "optimal_inaccurate") or lmi.dual_value is None:
+        return None
+    G = np.asarray(lmi.dual_value, dtype=float)
+    F = np.asarray(eq.dual_value, dtype=float).ravel()
+    return {"status": prob.status, "value": float(prob.value) / scale, "F": F,
+            "G": 0.5 * (G + G.T)}
 
 
 def _primal_objective(F, G, obj_terms, scale) -> float:
