@@ -31,7 +31,10 @@ def summary_table(results: dict) -> str:
         lines.append(f"  --method {method}: no catalogue bound covers this method (their "
                      "constants are not confirmed); see the consensus probes in the trace")
     elif not results["verdicts"]:
-        lines.append("  no catalogue bound matches this optimizer (see approx-audit bounds list)")
+        from ..auditor.judge.selection import why_no_bound
+
+        lines.append("  no catalogue bound matches this run: "
+                     + why_no_bound(results["optimizer"], bool(results.get("full_batch"))))
     width = max([len(v["id"]) for v in results["verdicts"]] + [5])
     if results["verdicts"]:
         lines.append(f"  {'bound':<{width}}  {'verdict':<14}  {'pred/obs':>9}  reason")

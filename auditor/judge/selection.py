@@ -62,6 +62,16 @@ def algorithm_of(spec: Mapping[str, Any], full_batch: bool) -> tuple[str | None,
     return None, f"no catalogue algorithm for optimizer {name!r}"
 
 
+def why_no_bound(optimizer: Mapping[str, Any], full_batch: bool) -> str:
+    """The one-line reason a run got no bound at all (never silent): which feature of the run
+    differs from every catalogue theorem's algorithm."""
+    algo, why = algorithm_of(optimizer, bool(full_batch))
+    if algo is None:
+        return why
+    return (f"{why}; no catalogue bound for {algo} matched the run's settings (see "
+            f"approx-audit bounds list --algorithm {algo})")
+
+
 def _torch_family(name: str) -> str | None:
     return {"adam": "adam", "adamw": "adam", "rmsprop": "rmsprop", "adagrad": "adagrad"}.get(name)
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...bounds.errors import ApproxAuditError
+from ..judge.selection import why_no_bound
 from .format import _inline, _num, _safe, _scope_ids, cite_ref
 
 PLOT_DIR = "report-plots"
@@ -189,6 +190,8 @@ def report_context(results: Mapping[str, Any], *, compare: Mapping[str, Any] | N
                  "ratio": _num(g.get("overhead_ratio"), 3),
                  "examples": g.get("train_examples")},
         "verdicts": _verdict_rows(results), "probes": _probe_rows(results),
+        "no_bound_reason": None if results.get("verdicts") else why_no_bound(
+            opt, bool(results.get("full_batch"))),
         "constants": _constant_rows(results), "conditions": _failed_conditions(results),
         "plots": _plots(results, compare) if with_plots else no_plots(),
         "compare": compare,

@@ -204,3 +204,18 @@ def test_configuration_file_and_environment_follow_the_precedence(tmp_path, monk
     (tmp_path / "approx-audit.toml").write_text("[run\n")
     with pytest.raises(Exception, match="not valid TOML"):
         load_config()
+
+
+def test_a_run_with_no_bound_says_why_and_claims_no_condition(tmp_path):
+    """Never silent, never vacuous (issue 17 item 9): SGD with momentum and weight decay gets
+    no bound today; the table and both reports name the feature and claim nothing holds."""
+    out = tmp_path / "a"
+    r = run("-w", "logistic", "-O", "sgd:momentum=0.9,weight_decay=5e-4", "-B", "32", "-K", "3",
+            "--probes", "cheap", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert "no catalogue bound matches this run: weight_decay" in r.stdout
+    for name in ("report.md", "report.html"):
+        text = (out / name).read_text(encoding="utf-8")
+        assert "No catalogue bound matches this run: weight_decay" in text, name
+        assert "No bound was selected, so no condition was checked." in text, name
+        assert "Every condition of every selected bound holds" not in text, name
