@@ -76,6 +76,8 @@ def _parse_grid(text: str) -> np.ndarray:
             grid = np.arange(start, stop + 1, step, dtype=float)
         else:
             grid = np.array([int(p) for p in text.split(",")], dtype=float)
+    except InvalidValueError:
+        raise                    # the real cause (grid too large), not the generic syntax line
     except ValueError:
         raise InvalidValueError(
             f"K={text!r} is not a range START:STOP[:STEP] or a list a,b,c of integers") from None

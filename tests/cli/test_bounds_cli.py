@@ -132,3 +132,10 @@ def test_readme_lists_every_catalogue_bound():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [b.id for b in catalogue if f"`{b.id}`" not in readme]
     assert not missing, f"README's catalogue table lacks {missing}"
+
+
+def test_a_grid_too_large_names_its_real_cause():
+    res = run("bounds", "eval", "gd.smooth_convex.drori_teboulle_2014", "L=1", "R=1", "eta=1",
+              "K=1:1000000000")
+    assert res.exit_code == 2 and "more than 1000000 points" in res.stderr
+    assert "not a range" not in res.stderr
