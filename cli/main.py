@@ -33,6 +33,12 @@ class AuditGroup(click.Group):
             ctx.exit(EXIT_USAGE)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except KeyboardInterrupt:
+            # Ctrl-C before the run holds anything (setup, the user's model import) or after
+            # what it measured is written: exit 3 like any interrupted run, never click's
+            # "Aborted!" with 1 (which means a bound was violated)
+            click.echo("error: interrupted by the user", err=True)
+            ctx.exit(EXIT_INTERNAL)
         except BrokenPipeError:  # `approx-audit bounds list | head`: not an error
             sys.stderr.close()
             ctx.exit(0)
@@ -61,6 +67,7 @@ def _register_commands() -> None:
     from .report_cmd import report
     from .run_cmd import run
     from .stability_cmd import stability
+    from .verify_cmd import verify
 
     cli.add_command(bounds)
     cli.add_command(case_study)
@@ -69,6 +76,7 @@ def _register_commands() -> None:
     cli.add_command(run)
     cli.add_command(report)
     cli.add_command(stability)
+    cli.add_command(verify)
 
 
 _register_commands()

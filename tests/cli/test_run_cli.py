@@ -219,3 +219,14 @@ def test_a_run_with_no_bound_says_why_and_claims_no_condition(tmp_path):
         assert "No catalogue bound matches this run: weight_decay" in text, name
         assert "No bound was selected, so no condition was checked." in text, name
         assert "Every condition of every selected bound holds" not in text, name
+
+
+def test_a_ctrl_c_before_the_run_starts_exits_3_not_1(tmp_path, monkeypatch):
+    """KeyboardInterrupt while the user's model module is imported (setup): exit 3 with one
+    line; 1 would say a bound was violated (issue 21)."""
+    (tmp_path / "kb_on_import.py").write_text("raise KeyboardInterrupt\n")
+    monkeypatch.chdir(tmp_path)
+    r = run("--model", "kb_on_import:f", "--data", "kb_on_import:g", "-O", "sgd", "-K", "2",
+            "--out", str(tmp_path / "a"))
+    assert r.exit_code == 3 and "interrupted" in r.stderr
+    assert "Aborted" not in r.output
