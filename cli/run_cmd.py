@@ -10,9 +10,9 @@ import click
 
 from .config import config_file
 from .exits import EXIT_INTERNAL, exit_code_for
-from .options import (FAIL_ON, build_workload, check_out, command_line, optimizer_options,
-                      optimizer_spec, parse_assume, parse_bound_ids, resolve_device,
-                      workload_options, workload_request)
+from .options import (FAIL_ON, build_workload, check_out, command_line, cpu_threads,
+                      optimizer_options, optimizer_spec, parse_assume, parse_bound_ids,
+                      resolve_device, workload_options, workload_request)
 from .output import echo_results, summary_table, write_run_reports
 
 
@@ -55,10 +55,13 @@ from .output import echo_results, summary_table, write_run_reports
               help="Decentralized methods: start rank i at x_0 + S·ξ_i (experiments, tests).")
 @click.option("--init-along", type=click.Choice(["random", "slowest"]), default=None,
               help="ξ_i random per rank, or along the mixing matrix's slowest eigenvector.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads (default: $OMP_NUM_THREADS, else min(4, cores)); "
+                   "recorded in results.json's config.")
 def run(workload, workload_option, model, data, loss, seed, dtype, device, steps, batch_size,
         optimizer, lr, momentum, nesterov, beta1, beta2, eps, alpha, weight_decay, schedule,
         seeds, probes, bounds_, assume, out, fmt, fail_on, stability_pairs, nproc, method, mixing,
-        local_steps, easgd_alpha, init_spread, init_along):
+        local_steps, easgd_alpha, init_spread, init_along, threads):
     """Train under audit; write trace.jsonl and results.json into --out; print the verdicts.
 
     \b
@@ -86,6 +89,7 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
     ids = parse_bound_ids(bounds_)
     assumed = parse_assume(assume)
     dev = resolve_device(device)
+    n_threads = cpu_threads(threads)
     if nproc > 1 and device == "auto" and dev.startswith("cuda"):
         import torch
         if torch.cuda.device_count() < nproc:
@@ -102,6 +106,9 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
         probes=probes, bounds=None if ids is None else tuple(ids), assume=assumed,
         out=str(out), device=dev, command=command_line(click.get_current_context()),
         extra={"fail_on": fail_on, "config_file": config_file(),
+               # the ranks of --nproc N run with $OMP_NUM_THREADS (1 unless set)
+               "threads": n_threads if nproc < 2 else int(os.environ.get("OMP_NUM_THREADS")
+                                                          or 1),
                **_method_extra(method, nproc, mixing, local_steps, easgd_alpha, init_spread,
                                init_along)},
         cwd=os.getcwd(),

@@ -230,3 +230,18 @@ def test_a_ctrl_c_before_the_run_starts_exits_3_not_1(tmp_path, monkeypatch):
             "--out", str(tmp_path / "a"))
     assert r.exit_code == 3 and "interrupted" in r.stderr
     assert "Aborted" not in r.output
+
+
+def test_threads_are_set_and_recorded(tmp_path):
+    import torch as _torch
+
+    before = _torch.get_num_threads()
+    try:
+        r = run("-w", "logistic", "-O", "sgd", "-K", "2", "--threads", "1", "--format", "none",
+                "--out", str(tmp_path / "a"))
+        assert r.exit_code == 0, r.output
+        assert _torch.get_num_threads() == 1
+        cfg = json.loads((tmp_path / "a" / "results.json").read_text())["config"]
+        assert cfg["threads"] == 1
+    finally:
+        _torch.set_num_threads(before)
