@@ -90,6 +90,7 @@ from ..bounds.errors import InvalidValueError
 from .distributed import (ENV_GATHER, CollectiveAuditor,
                           RankSetup, _collective_device, _one_line, global_loss, rank_batches)
 from .measure import Cost
+from .observables import KEY, OBSERVABLES, PROBE, keys_of
 from .run import FlatParams
 
 __all__ = ["DECENTRALIZED", "METHODS", "DecentralizedAuditor", "GossipSetup", "mixing_matrix",
@@ -99,8 +100,7 @@ METHODS = ("ddp", "dpsgd", "local-sgd", "easgd")
 DECENTRALIZED = ("dpsgd", "local-sgd", "easgd")
 ENV_ZERO_GRAD = "APPROX_AUDIT_TEST_ZERO_GRAD"
 TOL = 1e-9
-DEC_KEYS = ("consensus_distance", "update_spread", "avg_param_norm", "avg_full_loss",
-            "avg_suboptimality", "avg_dist_sq", "center_full_loss", "center_disagreement")
+DEC_KEYS = keys_of(PROBE.decentralized)       # from the observables table
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,17 +364,14 @@ class EASGD(_Method):
 # ---------------------------------------------------------------------------------------------
 
 def _dec_probe(method: str) -> dict[str, Any]:
-    keys = ["consensus_distance", "update_spread", "avg_param_norm", "avg_full_loss",
-            "avg_suboptimality", "avg_dist_sq"]
-    if method == "easgd":
-        keys += ["center_full_loss", "center_disagreement"]
-    return {"name": "decentralized",
+    keys = [k for k in DEC_KEYS if OBSERVABLES[k].method in (None, method)]
+    return {"name": PROBE.decentralized,
             "estimates": ("consensus distance sqrt((1/N) Σ‖x_i − x̄‖²) and the spread of the "
                           "local steps sqrt((1/N) Σ‖u_i − ū‖²) every step; ‖x̄‖; f(x̄), "
                           "f(x̄) − f*, ‖x̄ − x*‖² at checkpoints (x̄ the mean of the ranks' "
                           "parameters)" + ("; EASGD's center x̃: f(x̃) and the ranks' "
                                            "disagreement on it" if method == "easgd" else "")),
-            "direction": "exact", "key_directions": {k: "exact" for k in keys},
+            "direction": "exact", "key_directions": {k: OBSERVABLES[k].direction for k in keys},
             "every": 1, "keys": keys, "cost": Cost().as_dict(), "cost_is_bound": False,
             "free": True}
 
@@ -462,10 +459,10 @@ class DecentralizedAuditor(CollectiveAuditor):
         sq = _to_dev(torch.tensor([*dev_sq, *extra], dtype=torch.float64))
         dist.all_reduce(sq, op=dist.ReduceOp.SUM)
         sq = sq.cpu()
-        out["consensus_distance"] = math.sqrt(max(float(sq[0]), 0.0) / self.world)
-        out["avg_param_norm"] = float(xbar64.norm())
+        out[KEY.consensus_distance] = math.sqrt(max(float(sq[0]), 0.0) / self.world)
+        out[KEY.avg_param_norm] = float(xbar64.norm())
         if update is not None:
-            out["update_spread"] = math.sqrt(max(float(sq[1]), 0.0) / self.world)
+            out[KEY.update_spread] = math.sqrt(max(float(sq[1]), 0.0) / self.world)
             extra_at = 2
         else:
             extra_at = 1
@@ -476,19 +473,19 @@ class DecentralizedAuditor(CollectiveAuditor):
             hi, lo = _to_dev(center.clone()), _to_dev(center.clone())
             dist.all_reduce(hi, op=dist.ReduceOp.MAX)
             dist.all_reduce(lo, op=dist.ReduceOp.MIN)
-            out["center_disagreement"] = float((hi - lo).abs().max()) if hi.numel() else 0.0
+            out[KEY.center_disagreement] = float((hi - lo).abs().max()) if hi.numel() else 0.0
         if checkpoint and self.full_X is not None:
-            out["avg_full_loss"] = self._loss_at(xbar)
+            out[KEY.avg_full_loss] = self._loss_at(xbar)
             cost = 1
             if self.facts.f_star is not None:
-                out["avg_suboptimality"] = out["avg_full_loss"] - float(self.facts.f_star)
+                out[KEY.avg_suboptimality] = out[KEY.avg_full_loss] - float(self.facts.f_star)
             if self._opt_flat is not None:
-                out["avg_dist_sq"] = float((xbar - self._opt_flat).pow(2).sum())
-                out["dist_sq"] = float(sq[extra_at]) / self.world
+                out[KEY.avg_dist_sq] = float((xbar - self._opt_flat).pow(2).sum())
+                out[KEY.dist_sq] = float(sq[extra_at]) / self.world
             if center is not None:
-                out["center_full_loss"] = self._loss_at(center)
+                out[KEY.center_full_loss] = self._loss_at(center)
                 cost += 1
-            self.costs.add_probe("decentralized", Cost(forward=cost))
+            self.costs.add_probe(PROBE.decentralized, Cost(forward=cost))
         return out
 
     def _combine_step_values(self, values, notes, ctx):
@@ -515,13 +512,13 @@ class DecentralizedAuditor(CollectiveAuditor):
             else:
                 out[k] = None
         update, self.method.last_update = self.method.last_update, None
-        out.update(self._dec_values(ctx.flat_after, checkpoint="full_loss" in values,
+        out.update(self._dec_values(ctx.flat_after, checkpoint=KEY.full_loss in values,
                                     update=update))
         if os.environ.get(ENV_GATHER) == "1":
             gathered: list[Any] = [None] * self.world
             dist.all_gather_object(gathered, {"values": dict(values),
                                               "x": ctx.flat_after.tolist()})
-            out["rank_values"] = gathered
+            out[KEY.rank_values] = gathered
         return out, notes
 
 

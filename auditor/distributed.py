@@ -92,6 +92,7 @@ from torch import Tensor
 
 from ..bounds.errors import ApproxAuditError, InvalidValueError
 from .measure import Cost
+from .observables import KEY, OBSERVABLES, PROBE, keys_of, keys_where
 from .run import Auditor
 
 __all__ = ["DistributedAuditor", "DistributedError", "LINEAR_KEYS", "SAME_KEYS", "check_split",
@@ -103,21 +104,16 @@ ENV_GATHER = "APPROX_AUDIT_TEST_GATHER"
 ENV_TIMEOUT = "APPROX_AUDIT_DIST_TIMEOUT"
 STATE_DIR = ".distributed"
 
-# identical on every rank: synchronized parameters, or the whole data on every rank
-SAME_KEYS = frozenset({
-    "update_norm", "distance_from_start", "full_loss", "full_grad_norm", "suboptimality",
-    "full_smoothness", "full_convexity_gap", "pl_ratio", "pl_gap", "pl_uses_f_star",
-    "sharpness_2_over_lr", "adam_threshold"})
-# linear in the batch: the example-weighted mean over ranks is the global-batch value
-LINEAR_KEYS = frozenset({"loss", "loss_after", "convexity_gap", "convexity_gap_reverse",
-                         "convexity_numerator", "convexity_denominator"})
-# computed here from global quantities (never averaged)
-_RECOMPUTED = frozenset({"grad_norm", "grad_inf_norm", "effective_lr", "convexity_ratio",
-                         "gradient_noise", "gradient_noise_batch", "gradient_snr",
-                         "local_smoothness", "convexity_gap_normalized"})
+# how the ranks combine each key, from the observables table (``ranks``): identical on every
+# rank (synchronized parameters, or the whole data on every rank); linear in the batch (the
+# example-weighted mean over ranks is the global-batch value); computed here from global
+# quantities (never averaged)
+SAME_KEYS = frozenset(keys_where(ranks="same", origin="probe"))
+LINEAR_KEYS = frozenset(keys_where(ranks="linear", origin="probe"))
+_RECOMPUTED = frozenset(keys_where(ranks="recomputed", origin="probe"))
 ENV_FULL_DATA = "APPROX_AUDIT_FULL_DATA"        # auto (default) | sharded | replicated
 SHARD_MARGIN = 20.0   # auto: shard when a rank saves more than 20 small all-reduces' time
-DIST_KEYS = ("dist_gradient_noise", "dist_gradient_noise_local", "dist_gradient_noise_batch")
+DIST_KEYS = keys_of(PROBE.dist_gradient_noise)
 
 
 class DistributedError(ApproxAuditError):
@@ -189,17 +185,17 @@ def pooled_gradient_noise(sizes, local_sigma_sq, spreads) -> float:
 def dist_noise(spread_sum: float, world: int, local_batch: int) -> dict[str, float]:
     """The ``dist_gradient_noise*`` keys from S = Σ_r ‖m_r − ḡ‖² of equal local batches."""
     local = spread_sum / (world - 1)
-    return {"dist_gradient_noise": local * local_batch, "dist_gradient_noise_local": local,
-            "dist_gradient_noise_batch": local / world}
+    return {KEY.dist_gradient_noise: local * local_batch, KEY.dist_gradient_noise_local: local,
+            KEY.dist_gradient_noise_batch: local / world}
 
 
 _DIST_PROBE = {
-    "name": "dist_gradient_noise",
+    "name": PROBE.dist_gradient_noise,
     "estimates": ("gradient variance from the spread of the ranks' local minibatch gradients "
                   "around their average (no extra pass): per example, per local batch, per "
                   "global batch"),
     "direction": "unbiased",
-    "key_directions": {k: "unbiased" for k in DIST_KEYS},
+    "key_directions": {k: OBSERVABLES[k].direction for k in DIST_KEYS},
     "every": 1, "keys": list(DIST_KEYS), "cost": Cost().as_dict(), "cost_is_bound": False,
     "free": True}
 
@@ -404,7 +400,7 @@ class DistributedAuditor(CollectiveAuditor):
         if self.full_X is None or not self._collectives:
             return
         due = [p.name for p in self.probes
-               if p.name in ("full_batch", "pl_ratio") and p.due(ctx.step)]
+               if p.name in (PROBE.full_batch, PROBE.pl_ratio) and p.due(ctx.step)]
         if due:
             r = self._full_loss_and_grad(ctx.params_after)
             ctx.cache["full_loss_and_grad"] = r
@@ -444,13 +440,13 @@ class DistributedAuditor(CollectiveAuditor):
         out = self._weighted_means(values, vec)
         if gbar is not None:
             self._global_gradient(values, out, notes, gbar)
-        if dim and "local_smoothness" in values:
+        if dim and KEY.local_smoothness in values:
             self._global_smoothness(out, notes, ctx, vec[j + 4:j + 4 + dim],
                                     float(vec[j + 4 + dim]))
-        if "convexity_ratio" in values:
-            num, den = out.get("convexity_numerator"), out.get("convexity_denominator")
-            out["convexity_ratio"] = num / den if (num is not None and den) else None
-        if "gradient_noise" in values:
+        if KEY.convexity_ratio in values:
+            num, den = out.get(KEY.convexity_numerator), out.get(KEY.convexity_denominator)
+            out[KEY.convexity_ratio] = num / den if (num is not None and den) else None
+        if KEY.gradient_noise in values:
             self._global_noise(out, notes, gbar, float(vec[j]) + float(vec[j + 2]),
                                int(vec[j + 1]))
         if self.minibatch:
@@ -463,7 +459,7 @@ class DistributedAuditor(CollectiveAuditor):
             raw = {"values": dict(values), "n": n_r, "spread": spread}
             gathered: list[Any] = [None] * self.world
             dist.all_gather_object(gathered, raw)
-            out["rank_values"] = gathered
+            out[KEY.rank_values] = gathered
         return out, notes
 
     def _pack(self, values, ctx, n_r: float, spread: float) -> tuple[Tensor, int, int]:
@@ -473,7 +469,7 @@ class DistributedAuditor(CollectiveAuditor):
         schedule is the same on every rank; a rank whose probe failed sends zeros and a zero
         count)."""
         keys = self._keys
-        ls_due = any(p.name == "local_smoothness" and p.due(ctx.step) for p in self.probes)
+        ls_due = any(p.name == PROBE.local_smoothness and p.due(ctx.step) for p in self.probes)
         grads = ctx.cache.get("batch_grads") if ls_due else None
         delta = None if grads is None else torch.cat(
             [(grads[2][k] - grads[1][k]).reshape(-1) for k in grads[0]])
@@ -484,7 +480,7 @@ class DistributedAuditor(CollectiveAuditor):
             if v is not None:
                 vec[2 * i] = n_r * float(v)
                 vec[2 * i + 1] = n_r
-        sigma = values.get("gradient_noise")
+        sigma = values.get(KEY.gradient_noise)
         j = 2 * len(keys)
         if sigma is not None:
             vec[j] = (n_r - 1.0) * float(sigma)
@@ -514,14 +510,14 @@ class DistributedAuditor(CollectiveAuditor):
     def _global_gradient(values, out, notes, gbar: Tensor) -> None:
         """The gradient norms and the effective lr of the averaged (global) gradient."""
         gn = math.sqrt(float(torch.dot(gbar, gbar))) if gbar.numel() else 0.0
-        if "grad_norm" in values:
-            out["grad_norm"] = gn
-            out["grad_inf_norm"] = float(gbar.abs().max()) if gbar.numel() else 0.0
-        if "effective_lr" in values:
-            u = out.get("update_norm")
-            out["effective_lr"] = u / gn if (u is not None and gn) else None
-            if out["effective_lr"] is not None:
-                notes.pop("effective_lr", None)
+        if KEY.grad_norm in values:
+            out[KEY.grad_norm] = gn
+            out[KEY.grad_inf_norm] = float(gbar.abs().max()) if gbar.numel() else 0.0
+        if KEY.effective_lr in values:
+            u = out.get(KEY.update_norm)
+            out[KEY.effective_lr] = u / gn if (u is not None and gn) else None
+            if out[KEY.effective_lr] is not None:
+                notes.pop(KEY.effective_lr, None)
 
     def _global_smoothness(self, out, notes, ctx, summed_dg: Tensor, counted: float) -> None:
         """‖Δḡ‖/‖Δx‖ of the global batch when every rank's secant arrived, else none."""
@@ -529,13 +525,13 @@ class DistributedAuditor(CollectiveAuditor):
         step_sq = float(step.pow(2).sum())
         if counted == self.global_batch and step_sq > 0:
             dg = summed_dg / counted
-            out["local_smoothness"] = math.sqrt(float(dg.pow(2).sum()) / step_sq)
-            gap = out.get("convexity_gap")
-            if gap is not None and out["local_smoothness"] > 0:
-                out["convexity_gap_normalized"] = gap / (0.5 * out["local_smoothness"]
+            out[KEY.local_smoothness] = math.sqrt(float(dg.pow(2).sum()) / step_sq)
+            gap = out.get(KEY.convexity_gap)
+            if gap is not None and out[KEY.local_smoothness] > 0:
+                out[KEY.convexity_gap_normalized] = gap / (0.5 * out[KEY.local_smoothness]
                                                          * step_sq)
         else:
-            for k in ("local_smoothness", "convexity_gap_normalized"):
+            for k in (KEY.local_smoothness, KEY.convexity_gap_normalized):
                 out[k] = None
                 notes[k] = "not measured on every rank at this step"
 
@@ -544,13 +540,13 @@ class DistributedAuditor(CollectiveAuditor):
         their means (every rank must have measured)."""
         if counted == self.world and self.global_batch > 1:
             sigma_sq = pooled / (self.global_batch - 1)
-            out["gradient_noise"] = sigma_sq
-            out["gradient_noise_batch"] = sigma_sq / self.global_batch
+            out[KEY.gradient_noise] = sigma_sq
+            out[KEY.gradient_noise_batch] = sigma_sq / self.global_batch
             gn2 = float(torch.dot(gbar, gbar)) if gbar is not None else None
-            out["gradient_snr"] = (gn2 / (sigma_sq / self.global_batch)
+            out[KEY.gradient_snr] = (gn2 / (sigma_sq / self.global_batch)
                                    if sigma_sq > 0 and gn2 is not None else None)
         else:
-            for k in ("gradient_noise", "gradient_noise_batch", "gradient_snr"):
+            for k in (KEY.gradient_noise, KEY.gradient_noise_batch, KEY.gradient_snr):
                 out[k] = None
                 notes[k] = "not measured on every rank at this step"
 
