@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from ..bounds.errors import ApproxAuditError
 from . import measure as M
 from .measure import Cost
+from .observables import KEY, PROBE
 from .probes import Probe, ProbeContext, make_probes
 from .trace import TraceWriter
 
@@ -227,9 +228,9 @@ class Auditor:
         self.optimum = None if optimum is None else dict(optimum)
         self.probes: list[Probe] = make_probes(probes) if isinstance(probes, str) else list(probes)
         names = [p.name for p in self.probes]
-        if "gradient_noise" in names:
+        if PROBE.gradient_noise in names:
             M.check_per_sample_supported(model)
-        if any(n in names for n in ("sharpness", "adam_sharpness")):
+        if any(n in names for n in (PROBE.sharpness, PROBE.adam_sharpness)):
             M.check_curvature_supported(model)
         self._plist = [p for _, p in model.named_parameters() if p.requires_grad]
         self._layout: list[tuple[str, torch.Size, int, int]] = []
@@ -302,9 +303,9 @@ class Auditor:
         """Distance to the known optimum (no gradient)."""
         out: dict[str, Any] = {}
         if self._opt_flat is not None:
-            out["dist_sq"] = float((params.flat - self._opt_flat).pow(2).sum())
+            out[KEY.dist_sq] = float((params.flat - self._opt_flat).pow(2).sum())
         elif self.optimum is not None:
-            out["dist_sq"] = None
+            out[KEY.dist_sq] = None
         return out
 
     def _averages_values(self, k: int, x_k: FlatParams) -> dict[str, Any]:
@@ -315,7 +316,7 @@ class Auditor:
         wavg = 2.0 * self._wsum / (k * (k + 1))                # Σ_s 2s/(k(k+1)) x_{s-1}
         out = {}
         with torch.no_grad():
-            for key, p in (("avg_loss_0", avg0), ("avg_loss_1", avg1), ("wavg_loss", wavg)):
+            for key, p in ((KEY.avg_loss_0, avg0), (KEY.avg_loss_1, avg1), (KEY.wavg_loss, wavg)):
                 out[key] = self._full_loss(FlatParams(p, self._layout))
         self.costs.add_probe("averages", Cost(forward=3))
         return out
@@ -341,12 +342,12 @@ class Auditor:
         if self.full_X is not None:
             r = self._full_loss_and_grad(x0)
             self.costs.add_probe("checkpoints", r.cost)
-            rec["full_loss"] = r.loss
-            rec["full_grad_norm"] = math.sqrt(r.grad_norm_sq)
+            rec[KEY.full_loss] = r.loss
+            rec[KEY.full_grad_norm] = math.sqrt(r.grad_norm_sq)
             if self.facts.f_star is not None:
-                rec["suboptimality"] = r.loss - float(self.facts.f_star)
+                rec[KEY.suboptimality] = r.loss - float(self.facts.f_star)
             if math.isfinite(r.loss):
-                self.memory.setdefault("full_batch", {})["previous"] = (
+                self.memory.setdefault(PROBE.full_batch, {})["previous"] = (
                     r.loss, dict(x0), {k: r.grad[k].detach().clone() for k in x0})
         self._last_checkpoint_k = 0
         self._emit(rec)
@@ -432,7 +433,7 @@ class Auditor:
         values, notes = self._combine_step_values(values, notes, ctx)
         rec: dict[str, Any] = {"record": "step", "step": t, "k": t + 1, "lr": lr,
                                "batch_size": B, **values}
-        if "full_loss" in values:
+        if KEY.full_loss in values:
             rec.update(self._checkpoint_values(params_after))
             rec.update(self._averages_values(t + 1, params_after))
             self._last_checkpoint_k = t + 1
@@ -444,7 +445,7 @@ class Auditor:
         with self._sigint:                   # the count and the trace line go together
             self._emit(rec)
             self.step += 1
-        u = values.get("update_norm")
+        u = values.get(KEY.update_norm)
         finite = math.isfinite(u) if u is not None else bool(torch.isfinite(params_after.flat).all())
         if not finite:
             self._diverge(f"the parameters are not finite after step {t}")
@@ -471,11 +472,11 @@ class Auditor:
                 x = self._params()
                 r = self._full_loss_and_grad(x)
                 self.costs.add_probe("checkpoints", r.cost)
-                rec = {"record": "final", "k": self.step, "full_loss": r.loss,
-                       "full_grad_norm": math.sqrt(r.grad_norm_sq),
+                rec = {"record": "final", "k": self.step, KEY.full_loss: r.loss,
+                       KEY.full_grad_norm: math.sqrt(r.grad_norm_sq),
                        **self._checkpoint_values(x), **self._averages_values(self.step, x)}
                 if self.facts.f_star is not None:
-                    rec["suboptimality"] = r.loss - float(self.facts.f_star)
+                    rec[KEY.suboptimality] = r.loss - float(self.facts.f_star)
                 self._emit(rec)
             except Exception as exc:  # the run's records stay; the failure is reported
                 self.probe_errors["checkpoints"] = f"{type(exc).__name__}: {exc}"
