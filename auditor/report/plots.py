@@ -33,6 +33,9 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ...bounds.quantities import Quantity
+from ..observables import KEY, OBSERVABLES
+
 __all__ = ["PALETTE", "bound_plot", "probe_plots", "sharpness_plot", "frontier_plot",
            "svg_to_file", "MAX_PROBE_PLOTS"]
 
@@ -326,29 +329,25 @@ def _constant_lines(results: Mapping[str, Any], name: str, symbol: str,
     return usable, note
 
 
-# (caption, title, y label, [(series key, legend label)], constant, symbol, square)
-_PROBE_SPECS: tuple[tuple[str, str, str, tuple[tuple[str, str], ...], str | None, str, bool],
-                    ...] = (
+# (caption, title, y label, series keys (legend labels from the observables table), constant,
+# symbol, square)
+_PROBE_SPECS: tuple[tuple[str, str, str, tuple[str, ...], str | None, str, bool], ...] = (
     ("Training loss over steps (minibatch loss and the full objective at checkpoints)",
-     "loss", "loss", (("loss", "minibatch loss f(x_t; batch)"), ("full_loss", "full loss F(x)")),
+     "loss", "loss", (KEY.loss, KEY.full_loss), None, "", False),
+    ("Suboptimality F − f* at checkpoints", "suboptimality", "F − f*", (KEY.suboptimality,),
      None, "", False),
-    ("Suboptimality F − f* at checkpoints", "suboptimality", "F − f*",
-     (("suboptimality", "F − f*"),), None, "", False),
     ("Smoothness estimates (each a lower estimate of L) against the L the verdicts used",
      "smoothness estimates vs L", "curvature",
-     (("local_smoothness", "local secant (same batch)"),
-      ("full_smoothness", "full-data secant"), ("sharpness", "top Hessian eigenvalue")),
-     "L", "L", False),
+     (KEY.local_smoothness, KEY.full_smoothness, KEY.sharpness), "L", "L", False),
     ("PL ratio ‖∇F‖²/(2(F − f*)) (an upper estimate of μ) against the μ the verdicts used",
-     "PL ratio vs μ", "‖∇F‖² / (2(F − f*))", (("pl_ratio", "PL ratio"),), "mu", "μ", False),
+     "PL ratio vs μ", "‖∇F‖² / (2(F − f*))", (KEY.pl_ratio,), "mu", "μ", False),
     ("Gradient noise of the optimizer's batch gradient against the σ² the verdicts used",
-     "batch gradient noise vs σ²", "E‖g − ∇F‖²",
-     (("gradient_noise_batch", "batch gradient noise"),), "sigma", "σ", True),
+     "batch gradient noise vs σ²", "E‖g − ∇F‖²", (KEY.gradient_noise_batch,), "sigma", "σ",
+     True),
     ("Gradient norm over steps against the G the verdicts used", "gradient norm vs G",
-     "‖g‖", (("grad_norm", "minibatch ‖g‖"), ("full_grad_norm", "full ‖∇F‖")),
-     "G", "G", False),
+     "‖g‖", (KEY.grad_norm, KEY.full_grad_norm), "G", "G", False),
     ("Gradient ∞-norm over steps against the G∞ the verdicts used", "gradient ∞-norm vs G∞",
-     "‖g‖∞", (("grad_inf_norm", "‖g‖∞"),), "G_inf", "G∞", False),
+     "‖g‖∞", (KEY.grad_inf_norm,), "G_inf", "G∞", False),
 )
 
 
@@ -393,7 +392,7 @@ def probe_plots(results: Mapping[str, Any]) -> list[tuple[str, str]]:
     avail = _probe_series(results)
     out: list[tuple[str, str]] = []
     for caption, title, ylabel, keys, const, symbol, square in _PROBE_SPECS:
-        series = [(k, lab, avail[k]) for k, lab in keys if k in avail]
+        series = [(k, OBSERVABLES[k].label, avail[k]) for k in keys if k in avail]
         if not series:
             continue
         hlines, note = (_constant_lines(results, const, symbol, square) if const
@@ -410,12 +409,12 @@ def sharpness_plot(results: Mapping[str, Any]) -> str | None:
     exceeds 2/η). Log y when every value is positive (steps with η = 0 are left out of 2/η).
     None when there is no sharpness series."""
     avail = _probe_series(results)
-    sharp = avail.get("sharpness")
+    sharp = avail.get(KEY.sharpness)
     if not sharp:
         return None
     lr = results.get("lr_series") or {}
     two_over = [(k, 2.0 / v) for k, v in _pairs(lr.get("step"), lr.get("lr")) if v > 0]
-    series = [("sharpness", "sharpness λ_max(∇²f)", sharp)]
+    series = [(KEY.sharpness, "sharpness λ_max(∇²f)", sharp)]
     if two_over:
         series.append(("two_over_lr", "2/η_t", two_over))
     caption = "Sharpness over steps against 2/η_t (edge of stability)"
@@ -519,7 +518,7 @@ def consensus_plot(results: Mapping[str, Any]) -> str | None:
     dec = results.get("decentralized") or {}
     series = None
     for p in results.get("probes") or []:
-        s = (p.get("series") or {}).get("consensus_distance")
+        s = (p.get("series") or {}).get(KEY.consensus_distance)
         if s:
             series = s
     if not series:
@@ -531,7 +530,8 @@ def consensus_plot(results: Mapping[str, Any]) -> str | None:
     if lam is None and _num(dec.get("spectral_gap")) is not None:
         lam = 1.0 - float(dec["spectral_gap"])
     bound = next((v for v in results.get("verdicts") or []
-                  if v.get("quantity") == "consensus_distance" and v.get("series")), None)
+                  if v.get("quantity") == Quantity.CONSENSUS_DISTANCE.value
+                  and v.get("series")), None)
     caption = ("Consensus distance sqrt((1/N) Σ‖x_i − x̄‖²) against the consensus bound's "
                "prediction and the gossip contraction |λ₂|^t of the mixing matrix")
     with matplotlib.rc_context(_RC):
