@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from ..bounds.errors import ApproxAuditError, InvalidValueError
 from .audit import AuditConfig, run_audit
+from .observables import KEY
 from .optimizers import OptimizerSpec, parse_optimizer
 from .results import write_json_atomic
 from .trace import by_run, read_trace
@@ -236,9 +237,9 @@ def _curve_points(records: list[dict[str, Any]], qual: dict[str, Any], examples_
                 evals[int(r["k"])] = int(r["train_grad_evals"])
             if r.get("record") == "diverged":
                 break
-            if r.get("record") not in ("init", "step", "final") or "full_loss" not in r:
+            if r.get("record") not in ("init", "step", "final") or KEY.full_loss not in r:
                 continue
-            F = r["full_loss"]
+            F = r[KEY.full_loss]
             if F is None or not math.isfinite(float(F)):
                 break                     # not finite (written as null): the run ends here
             fs[int(r["k"])] = float(F)
@@ -255,7 +256,7 @@ def _curve_points(records: list[dict[str, Any]], qual: dict[str, Any], examples_
         F = sum(Fs) / len(Fs)
         ge = evals.get(k, k)
         p: dict[str, Any] = {"k": k, "grad_evals": ge, "examples": ge * examples_per_eval,
-                             "full_loss": F, "quality": sum(qs) / len(qs)}
+                             KEY.full_loss: F, "quality": sum(qs) / len(qs)}
         if len(qs) > 1:
             p["quality_min"], p["quality_max"] = min(qs), max(qs)
         if qual["ratio"]:
