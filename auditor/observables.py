@@ -231,6 +231,8 @@ class _Names:
 
 
 KEY = _Names(OBSERVABLES)
+# the probes the table names, with the multi-process auditors' pseudo-probes (the entries
+# they add to the start record's probe list): ``dist_gradient_noise``, ``decentralized``
 PROBE_NAMES: tuple[str, ...] = tuple(dict.fromkeys(
-    o.probe for o in OBSERVABLES.values() if o.probe is not None and o.origin == "probe"))
+    o.probe for o in OBSERVABLES.values() if o.probe is not None))
 PROBE = _Names(PROBE_NAMES)
