@@ -93,3 +93,16 @@ def _md_cell(text: Any) -> str:
     s = "" if text is None else str(text)
     s = s.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _md_code(text: Any) -> str:
+    """A code span safe inside a GitHub table cell, backticks included. Code spans show
+    their content literally, so no HTML escaping (an entity there would be shown as
+    ``&lt;``); pipes are escaped for the table (GFM removes the backslash before the span is
+    parsed), newlines folded, and a content with backticks gets a longer fence."""
+    s = "" if text is None else str(text)
+    s = s.replace("\n", " ").replace("|", "\\|")
+    run = max((len(m) for m in re.findall(r"`+", s)), default=0)
+    fence = "`" * (run + 1)
+    pad = " " if s.startswith("`") or s.endswith("`") or run else ""
+    return f"{fence}{pad}{s}{pad}{fence}"

@@ -14,7 +14,7 @@ from markupsafe import Markup
 
 from .mathml import sanitize_mathml
 from .context import PLOT_DIR, no_plots, report_context
-from .format import _md_cell
+from .format import _md_cell, _md_code
 
 HTML_BUDGET = 1_000_000          # bytes, for a default run
 MD_BUDGET = 65_536               # characters (GitHub's comment limit)
@@ -35,6 +35,7 @@ def _env() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         keep_trailing_newline=True)
     env.filters["md"] = _md_cell
+    env.filters["mdcode"] = _md_code
     env.filters["mathml"] = _trusted_mathml
     return env
 
