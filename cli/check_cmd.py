@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import click
 
@@ -45,8 +46,11 @@ def _positive_int(ctx, param, value):
 @click.option("--metric", type=click.Choice(sorted(pep.METRICS)), default="f-gap", show_default=True)
 @click.option("--initial", multiple=True, type=click.Choice(sorted(pep.INITIAL_CONDITIONS)),
               help="Initial condition(s): distance (uses R), gap or gap-last (use Delta).")
+@click.option("--certificate-out", "cert_dir", type=click.Path(file_okay=False),
+              help="Write each row's certificate or counterexample as JSON into this folder "
+                   "(re-check with approx-audit verify FILE).")
 def check(bound_id, values, horizon, solver, fmt, claim, method, step, momentum, fclass, metric,
-          initial):
+          initial, cert_dir):
     """Check BOUND_ID (or --claim) against exact worst cases for K = 1..--horizon.
 
     \b
@@ -54,8 +58,9 @@ def check(bound_id, values, horizon, solver, fmt, claim, method, step, momentum,
     approx-audit check --claim "L*R**2/(4*K+2)" --method gd --step 1/L \\
         --class smooth-convex --metric f-gap --initial distance --horizon 5 L=1 R=1
 
-    A row is invalid when the bound is below the worst case by more than 1e-6 relative;
-    exit code 1 when any row is invalid.
+    Each row is proved (an exact rational dual certificate, with the factor the bound was
+    inflated by), refuted (an exact counterexample) or inconclusive (the numbers shown);
+    exit code 1 only when some row is refuted; inconclusive rows do not fail.
     """
     horizons = range(1, horizon + 1)
     if claim is None:
@@ -81,8 +86,9 @@ def check(bound_id, values, horizon, solver, fmt, claim, method, step, momentum,
                 f"{bound.id} cannot be checked by PEP (stochastic, asymptotic or not a fixed-step "
                 f"method); checkable: {', '.join(sorted(SPECS))}")
         result = check_bound(bound, horizons, solver=solver, points=points)
-        _emit(result.to_dict(), result.rows, result.valid, fmt, title=bound.id, note=result.note)
-        if not result.valid:
+        _write_certificates(cert_dir, bound.id, result.rows)
+        _emit(result.to_dict(), result.rows, fmt, title=bound.id, note=result.note)
+        if result.refuted:
             raise SystemExit(EXIT_INVALID)
         return
 
@@ -114,8 +120,9 @@ def check(bound_id, values, horizon, solver, fmt, claim, method, step, momentum,
     d = result.to_dict()
     d["id"] = "claim"
     d["claim"] = claim
-    _emit(d, result.rows, result.valid, fmt, title=f"claim {claim}")
-    if not result.valid:
+    _write_certificates(cert_dir, "claim", result.rows)
+    _emit(d, result.rows, fmt, title=f"claim {claim}")
+    if result.refuted:
         raise SystemExit(EXIT_INVALID)
 
 
@@ -172,18 +179,45 @@ def _method_factory(method, step, momentum, vals, L, fclass):
     return lambda K: pep.fgm_strongly_convex(K, ratio)
 
 
-def _emit(d: dict, rows, valid: bool, fmt: str, title: str, note: str = "") -> None:
+def _write_certificates(folder, name: str, rows) -> None:
+    """One JSON file per proved or refuted row: ``<name>.K<K>[.p<point>].<proof|counterexample>.json``."""
+    if not folder:
+        return
+    os.makedirs(folder, exist_ok=True)
+    points = []
+    for r in rows:
+        key = json.dumps(r.params, sort_keys=True)
+        if key not in points:
+            points.append(key)
+        if r.document is None:
+            continue
+        tag = f".p{points.index(key)}" if len(points) > 1 or points.index(key) else ""
+        path = os.path.join(folder, f"{name}.K{r.K}{tag}.{r.document['kind']}.json")
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(r.document, fh, indent=1)
+
+
+def _emit(d: dict, rows, fmt: str, title: str, note: str = "") -> None:
+    """The table, then one evidence line per row (the certificate, counterexample or numbers)."""
     if fmt == "json":
         click.echo(json.dumps(d, indent=2, default=float))
         return
-    click.echo(f"{title}: worst case (PEP, exact to the solver's tolerance) vs bound")
+    click.echo(f"{title}: worst case (PEP) vs bound; outcome verified in exact arithmetic")
     click.echo(f"{'K':>4}  {'params':<32} {'worst case':>14} {'bound':>14} {'ratio':>9}  "
-               f"{'status':<10} solver")
+               f"{'status':<12} {'outcome':<12} solver")
     for r in rows:
         params = ",".join(f"{k}={v:g}" for k, v in r.params.items())
         click.echo(f"{r.K:>4}  {params:<32} {r.worst_case:>14.8g} {r.bound:>14.8g} "
-                   f"{r.ratio:>9.6f}  {r.status:<10} {r.solver}")
+                   f"{r.ratio:>9.6f}  {r.status:<12} {r.outcome:<12} {r.solver}")
+    for r in rows:
+        click.echo(f"  K={r.K}: {r.evidence}")
     if note:
         click.echo(f"note: {note}")
-    click.echo("valid: the bound is >= the worst case at every horizon" if valid else
-               "INVALID: the bound is below the worst case (beyond 1e-6 relative) somewhere")
+    outcomes = [r.outcome for r in rows]
+    if "refuted" in outcomes:
+        click.echo("REFUTED: an exact counterexample violates the bound (see above)")
+    elif "inconclusive" in outcomes:
+        click.echo(f"not refuted: {outcomes.count('proved')} rows proved, "
+                   f"{outcomes.count('inconclusive')} inconclusive (inconclusive rows do not fail)")
+    else:
+        click.echo("proved: the bound (times the stated factor) holds at every horizon, exactly")
