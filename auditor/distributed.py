@@ -93,6 +93,7 @@ from torch import Tensor
 from ..bounds.errors import ApproxAuditError, InvalidValueError
 from .measure import Cost
 from .observables import KEY, OBSERVABLES, PROBE, keys_of, keys_where
+from .probes import Need, due_needs
 from .run import Auditor
 
 __all__ = ["DistributedAuditor", "DistributedError", "LINEAR_KEYS", "SAME_KEYS", "check_split",
@@ -394,17 +395,17 @@ class DistributedAuditor(CollectiveAuditor):
         return float(v.cpu()[0])
 
     def _prefill(self, ctx) -> None:
-        """The full-data F and ∇F at x_{t+1}, sharded, whenever a probe that shares it is
-        scheduled (the schedule is the same on every rank, so every rank joins the all-reduce,
+        """The full-data F and ∇F at x_{t+1}, sharded, whenever a due probe needs it
+        (:attr:`~.probes.Need.FULL_AT_AFTER`) (the schedule is the same on every rank, so every rank joins the all-reduce,
         even one whose probe has failed)."""
         if self.full_X is None or not self._collectives:
             return
         due = [p.name for p in self.probes
-               if p.name in (PROBE.full_batch, PROBE.pl_ratio) and p.due(ctx.step)]
+               if Need.FULL_AT_AFTER in p.needs and p.due(ctx.step)]
         if due:
             r = self._full_loss_and_grad(ctx.params_after)
-            ctx.cache["full_loss_and_grad"] = r
-            self.costs.add_probe(due[0], r.cost)     # the probes then find it in the cache
+            ctx.shared.full_at_after = r
+            self.costs.add_probe(due[0], r.cost)     # the probes then find it shared
 
     def _flat_grad(self) -> Tensor:
         """The LOCAL gradient m_r (captured before DDP's average), so that every probe of this
@@ -465,12 +466,12 @@ class DistributedAuditor(CollectiveAuditor):
     def _pack(self, values, ctx, n_r: float, spread: float) -> tuple[Tensor, int, int]:
         """(the vector to all-reduce, where its tail starts, the secant's dimension): per key
         (n_r·value, n_r); then (n_r − 1)·σ², a count, n_r·spread, spread; then, when the
-        local-smoothness probe is due, n_r·Δg_r and n_r (the GLOBAL batch's secant; the
+        a due probe needs the batch gradient at x_{t+1}, n_r·Δg_r and n_r (the GLOBAL batch's secant; the
         schedule is the same on every rank; a rank whose probe failed sends zeros and a zero
         count)."""
         keys = self._keys
-        ls_due = any(p.name == PROBE.local_smoothness and p.due(ctx.step) for p in self.probes)
-        grads = ctx.cache.get("batch_grads") if ls_due else None
+        ls_due = Need.BATCH_GRAD_AFTER in due_needs(self.probes, ctx.step)
+        grads = ctx.shared.batch_grads if ls_due else None
         delta = None if grads is None else torch.cat(
             [(grads[2][k] - grads[1][k]).reshape(-1) for k in grads[0]])
         dim = int(ctx.flat_before.numel()) if ls_due and ctx.flat_before is not None else 0

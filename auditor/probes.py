@@ -38,8 +38,9 @@ state under ``ctx.memory[probe.name]`` (the start point, Lanczos warm-start vect
 
 from __future__ import annotations
 
+import enum
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -73,6 +74,34 @@ def snapshot(params: Mapping[str, Tensor] | nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in params.items()}
 
 
+class Need(enum.Enum):
+    """Work a probe needs beyond what training computed. Probes declare it
+    (:attr:`Probe.needs`); the run loop checks the model supports it and schedules the shared
+    part from these declarations (:func:`due_needs`), never from a probe's name."""
+
+    FULL_AT_AFTER = "F and ∇F on the full data at x_{t+1}, computed once per step and shared"
+    BATCH_GRAD_AFTER = "the batch gradient at x_{t+1} (a multi-process auditor combines it)"
+    PER_SAMPLE_GRADS = "per-example gradients of the batch (torch.func)"
+    HVP = "Hessian-vector products (double backward)"
+
+
+def due_needs(probes: Iterable["Probe"], step: int) -> set[Need]:
+    """What the probes due at ``step`` need (the schedule is the same on every rank)."""
+    return {n for p in probes if p.due(step) for n in p.needs}
+
+
+@dataclass
+class SharedWork:
+    """Values several probes (and a multi-process auditor) share within one step, as typed
+    fields: ``full_at_after`` (F, ∇F on the full data at x_{t+1}; :attr:`Need.FULL_AT_AFTER`),
+    ``batch_grad_norm`` (‖g_t‖, from the gradient-norm probe) and ``batch_grads`` (the names
+    and the batch gradients at x_t and x_{t+1}; :attr:`Need.BATCH_GRAD_AFTER`)."""
+
+    full_at_after: Any = None
+    batch_grad_norm: float | None = None
+    batch_grads: tuple[list[str], dict[str, Tensor], dict[str, Tensor]] | None = None
+
+
 @dataclass
 class ProbeContext:
     """What the run loop hands to the probes after optimizer step ``step``.
@@ -82,7 +111,9 @@ class ProbeContext:
     of the parameters around the step (same names, same order); ``loss_before`` and
     ``grad_before`` the loss and gradient of ``f`` on the batch at ``params_before``, as
     training computed them (free); ``full_X``/``full_y`` the full training set; ``memory`` a
-    dict the run loop keeps across steps (probes use ``memory[probe.name]``).
+    dict the run loop keeps across steps (each probe its own slot, :meth:`state`);
+    ``start_checkpoint`` (F(x_0), x_0, ∇F(x_0)) of the full data when the loop computed it;
+    ``shared`` the step's :class:`SharedWork`.
     """
 
     step: int
@@ -105,7 +136,8 @@ class ProbeContext:
     flat_before: Tensor | None = None
     flat_after: Tensor | None = None
     flat_grad: Tensor | None = None
-    cache: dict[str, Any] = field(default_factory=dict)   # values shared within one step
+    start_checkpoint: tuple[float, dict[str, Tensor], dict[str, Tensor]] | None = None
+    shared: SharedWork = field(default_factory=SharedWork)
 
     def state(self, name: str) -> dict[str, Any]:
         """This probe's own slot in :attr:`memory`."""
@@ -121,6 +153,7 @@ class Probe:
     key_directions: ClassVar[Mapping[str, str]] = MappingProxyType({})
     keys: ClassVar[tuple[str, ...]] = ()
     free: ClassVar[bool] = False
+    needs: ClassVar[frozenset[Need]] = frozenset()
     cost_is_bound: ClassVar[bool] = False
     default_every: ClassVar[int] = 1
 
@@ -227,7 +260,7 @@ class GradNormProbe(Probe):
             lo, hi = torch.aminmax(g)       # two cheap ops beat vector_norm(ord=inf) here
             norm = math.sqrt(torch.dot(g, g).item())
             inf = max(-lo.item(), hi.item())
-            ctx.cache[KEY.grad_norm] = norm
+            ctx.shared.batch_grad_norm = norm
             return {KEY.grad_norm: norm, KEY.grad_inf_norm: inf}
         if ctx.grad_before is None:
             return self._none("training passed no grad_before")
@@ -257,8 +290,8 @@ class UpdateNormProbe(Probe):
         uu = torch.dot(d, d).item()
         u = math.sqrt(uu)
         out = {KEY.update_norm: u}
-        if KEY.grad_norm in ctx.cache:
-            g = ctx.cache[KEY.grad_norm]
+        if ctx.shared.batch_grad_norm is not None:
+            g = ctx.shared.batch_grad_norm
         elif ctx.flat_grad is not None:
             g = float(torch.linalg.vector_norm(ctx.flat_grad))
         else:
@@ -322,6 +355,7 @@ class LocalSmoothnessProbe(Probe):
     """
 
     name = PROBE.local_smoothness
+    needs = frozenset({Need.BATCH_GRAD_AFTER})
     estimates = ("L by ‖∇f(x_{t+1}) − ∇f(x_t)‖/‖x_{t+1} − x_t‖ on the same batch; convexity gaps "
                  "between consecutive iterates")
 
@@ -347,7 +381,7 @@ class LocalSmoothnessProbe(Probe):
         out[KEY.local_smoothness] = L_hat
         # the two batch gradients, kept for the step by reference (a DDP rank combines the
         # ranks' changes into the global batch's, whose norm is the exact global-batch secant)
-        ctx.cache["batch_grads"] = (names, gb, ga)
+        ctx.shared.batch_grads = (names, gb, ga)
         fwd = M.convexity_terms(ctx.loss_before, r.loss, gb, xb, xa)   # base x_t
         rev = M.convexity_terms(r.loss, ctx.loss_before, ga, xa, xb)   # base x_{t+1} (Tran)
         out[KEY.convexity_gap] = fwd.gap
@@ -379,11 +413,11 @@ def _full_data(ctx: ProbeContext) -> tuple[Any, Any] | None:
 
 def _full_loss_and_grad(ctx: ProbeContext, data) -> tuple[Any, Cost]:
     """F and ∇F at x_{t+1}, computed once per step and shared (full_batch, pl_ratio)."""
-    hit = ctx.cache.get("full_loss_and_grad")
+    hit = ctx.shared.full_at_after
     if hit is not None:
         return hit, Cost()
     r = M.loss_and_grad(ctx.f, ctx.params_after, *data)
-    ctx.cache["full_loss_and_grad"] = r
+    ctx.shared.full_at_after = r
     return r, r.cost
 
 
@@ -399,6 +433,7 @@ class FullBatchProbe(Probe):
     """
 
     name = PROBE.full_batch
+    needs = frozenset({Need.FULL_AT_AFTER})
     estimates = ("the full objective F(x_{t+1}) and ‖∇F(x_{t+1})‖ at checkpoints, and F − f* "
                  "where f* is known exactly; secant smoothness and convexity gap of F between "
                  "consecutive checkpoints")
@@ -420,7 +455,7 @@ class FullBatchProbe(Probe):
         else:
             out[KEY.suboptimality] = r.loss - float(f_star)
         mem = ctx.state(self.name)
-        prev = mem.get("previous")
+        prev = mem.get("previous", ctx.start_checkpoint)   # the loop's x_0 checkpoint first
         x_b = {k: v.detach().clone() for k, v in ctx.params_after.items()}
         g_b = {k: r.grad[k].detach().clone() for k in x_b}
         if prev is None:
@@ -451,6 +486,7 @@ class PLRatioProbe(Probe):
     """
 
     name = PROBE.pl_ratio
+    needs = frozenset({Need.FULL_AT_AFTER})
     estimates = "mu (Polyak–Łojasiewicz) by ‖∇F‖²/(2(F − f*)) on the full data at checkpoints"
     cost_is_bound = True     # free when full_batch computed F and ∇F at the same step
     default_every = 50
@@ -501,6 +537,7 @@ class GradientNoiseProbe(Probe):
     """
 
     name = PROBE.gradient_noise
+    needs = frozenset({Need.PER_SAMPLE_GRADS})
     estimates = "sigma² (bounded variance) from per-sample gradients on the step's batch"
     default_every = 10
 
@@ -534,6 +571,7 @@ class GradientNoiseProbe(Probe):
 # ---------------------------------------------------------------------------------------------
 
 class _CurvatureProbe(Probe):
+    needs = frozenset({Need.HVP})
     cost_is_bound = True
     default_every = 50
 

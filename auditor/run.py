@@ -42,8 +42,8 @@ from torch import Tensor, nn
 from ..bounds.errors import ApproxAuditError
 from . import measure as M
 from .measure import Cost
-from .observables import KEY, PROBE
-from .probes import Probe, ProbeContext, make_probes
+from .observables import KEY
+from .probes import Need, Probe, ProbeContext, make_probes
 from .trace import TraceWriter
 
 
@@ -227,10 +227,10 @@ class Auditor:
         self.facts = SimpleNamespace(f_star=f_star, f_lower=f_lower, X=full_X, y=full_y)
         self.optimum = None if optimum is None else dict(optimum)
         self.probes: list[Probe] = make_probes(probes) if isinstance(probes, str) else list(probes)
-        names = [p.name for p in self.probes]
-        if PROBE.gradient_noise in names:
+        needs = {n for p in self.probes for n in p.needs}
+        if Need.PER_SAMPLE_GRADS in needs:
             M.check_per_sample_supported(model)
-        if any(n in names for n in (PROBE.sharpness, PROBE.adam_sharpness)):
+        if Need.HVP in needs:
             M.check_curvature_supported(model)
         self._plist = [p for _, p in model.named_parameters() if p.requires_grad]
         self._layout: list[tuple[str, torch.Size, int, int]] = []
@@ -250,6 +250,7 @@ class Auditor:
         self.full_batch = bool(full_batch)
         self.averages = bool(averages)
         self.memory: dict[str, Any] = {}
+        self._start_checkpoint: tuple[float, dict[str, Tensor], dict[str, Tensor]] | None = None
         self.records: list[dict[str, Any]] = []
         self.costs = RunCosts()
         self.probe_errors: dict[str, str] = {}
@@ -346,8 +347,8 @@ class Auditor:
             rec[KEY.full_grad_norm] = math.sqrt(r.grad_norm_sq)
             if self.facts.f_star is not None:
                 rec[KEY.suboptimality] = r.loss - float(self.facts.f_star)
-            if math.isfinite(r.loss):
-                self.memory.setdefault(PROBE.full_batch, {})["previous"] = (
+            if math.isfinite(r.loss):       # the first secant of a full-data probe starts here
+                self._start_checkpoint = (
                     r.loss, dict(x0), {k: r.grad[k].detach().clone() for k in x0})
         self._last_checkpoint_k = 0
         self._emit(rec)
@@ -408,6 +409,7 @@ class Auditor:
                            loss_before=loss_value, grad_before=grad_before, lr=lr,
                            optimizer=optimizer, workload=self.facts, full_X=self.full_X,
                            full_y=self.full_y, memory=self.memory,
+                           start_checkpoint=self._start_checkpoint,
                            flat_before=params_before.flat, flat_after=params_after.flat,
                            flat_grad=grad_before.flat)
         values: dict[str, Any] = {}

@@ -523,3 +523,47 @@ def test_update_correlation_is_the_cosine_between_consecutive_steps():
             assert recs[t]["update_correlation"] == pytest.approx(cos, rel=1e-9, abs=1e-12)
         signs[lr] = recs[-1]["update_correlation"]
     assert signs[0.5] > 0.9 and signs[1.9] < -0.5
+
+
+# --------------------------------------------------------------- declared needs (issue 15)
+
+def test_probes_declare_the_work_they_need():
+    from approx_audit.auditor.probes import PROBES, Need, due_needs, make_probes
+
+    by_name = dict(PROBES)
+    assert by_name["full_batch"].needs == by_name["pl_ratio"].needs == {Need.FULL_AT_AFTER}
+    assert by_name["local_smoothness"].needs == {Need.BATCH_GRAD_AFTER}
+    assert by_name["gradient_noise"].needs == {Need.PER_SAMPLE_GRADS}
+    assert Need.HVP in by_name["sharpness"].needs and Need.HVP in by_name["adam_sharpness"].needs
+    assert by_name["loss"].needs == frozenset()
+    probes = make_probes("loss,full_batch@10,local_smoothness@3")
+    due = {t: due_needs(probes, t) for t in range(30)}
+    assert {t for t, d in due.items() if Need.FULL_AT_AFTER in d} == {
+        t for t in range(30) if probes[1].due(t)}
+    assert {t for t, d in due.items() if Need.BATCH_GRAD_AFTER in d} == {
+        t for t in range(30) if probes[2].due(t)}
+
+
+def test_the_loops_never_name_a_probe_to_decide_work():
+    """The run loop and the multi-process auditors schedule shared work from declared needs:
+    no PROBE.<name> of a real probe and no ``.name ==`` test in them (their own pseudo-probes,
+    named for their trace entries, excepted)."""
+    import ast
+    from pathlib import Path
+
+    from approx_audit.auditor.probes import PROBES
+
+    root = Path(__file__).resolve().parents[2] / "auditor"
+    own = {"run.py": set(), "distributed.py": {"dist_gradient_noise"},
+           "decentralized.py": {"decentralized"}}
+    for name, allowed in own.items():
+        tree = ast.parse((root / name).read_text("utf-8"))
+        used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+                and isinstance(n.value, ast.Name) and n.value.id == "PROBE"}
+        assert used <= allowed, (name, used - allowed)
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Compare) and isinstance(n.left, ast.Attribute) \
+                    and n.left.attr == "name" and any(
+                        isinstance(c, ast.Constant) and c.value in PROBES
+                        for c in n.comparators):
+                raise AssertionError(f"{name}:{n.lineno} decides by a probe's name")
