@@ -1,4 +1,4 @@
-"""Assumptions a bound may rest on: statement, constants, and which probe can check it."""
+"""Assumptions a bound may rest on: statement, constants, and which trace key measures it."""
 
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ class Assumption:
     """One hypothesis of a theorem.
 
     ``constants`` are table names the assumption introduces (``("L",)`` for smoothness).
-    ``probe`` names the auditor probe that measures it along a trajectory, or ``None`` when
-    only the user can assert it (e.g. unbiased gradients).
+    ``observable`` is the trace key (auditor/observables.py; bounds/ never imports the
+    auditor, so it is spelled here and a test checks it is a declared key) whose values along
+    a trajectory bear on it, or ``None`` when no run measures it (e.g. unbiased gradients,
+    the mixing matrix, which the run records rather than measures).
     """
 
     id: str
     statement: str  # LaTeX
     constants: tuple[str, ...]
-    probe: str | None
+    observable: str | None
     description: str
 
     def to_dict(self) -> dict:
@@ -28,7 +30,7 @@ class Assumption:
             "id": self.id,
             "statement": self.statement,
             "constants": list(self.constants),
-            "probe": self.probe,
+            "observable": self.observable,
             "description": self.description,
         }
 
@@ -53,13 +55,13 @@ def _table() -> list[Assumption]:
         Assumption("bounded_variance", r"\mathbb{E}\|g(x) - \nabla f(x)\|^2 \le \sigma^2",
                    ("sigma",), "gradient_noise", "gradient noise has variance at most sigma^2"),
         Assumption("bounded_second_moment", r"\mathbb{E}\|g(x)\|^2 \le G^2", ("G",),
-                   "gradient_norm",
+                   "grad_norm",
                    "stochastic gradients have second moment at most G^2 along the iterates"),
         Assumption("bounded_gradient_inf", r"\|g(x)\|_\infty \le G_\infty \text{ a.s.}",
-                   ("G_inf",), "gradient_norm",
+                   ("G_inf",), "grad_inf_norm",
                    "stochastic gradients are bounded in l_inf norm almost surely"),
         Assumption("lipschitz_loss", r"|f(w; z) - f(w'; z)| \le G \|w - w'\| \ \forall z", ("G",),
-                   "gradient_norm", "every per-example loss is G-Lipschitz in the parameters"),
+                   "grad_norm", "every per-example loss is G-Lipschitz in the parameters"),
         Assumption("bounded_domain", r"\|x - x_0\| \le D \ \forall x \in X", ("D",), None,
                    "iterates are projected onto a convex set of radius D around x_0"),
         Assumption("bounded_loss", r"f(w; z) \in [0, 1]", (), "loss",
@@ -73,15 +75,15 @@ def _table() -> list[Assumption]:
                    ("mu", "L"), "sharpness", "f is a quadratic with Hessian eigenvalues in [mu, L]"),
         Assumption("doubly_stochastic_mixing",
                    r"W \ge 0,\ W\mathbf{1} = \mathbf{1},\ \mathbf{1}^\top W = \mathbf{1}^\top,\ "
-                   r"\|W - \tfrac1N \mathbf{1}\mathbf{1}^\top\|_2 = \rho_W", (), "decentralized",
+                   r"\|W - \tfrac1N \mathbf{1}\mathbf{1}^\top\|_2 = \rho_W", (), None,
                    "the ranks mix their parameters with a doubly-stochastic matrix W, exchanged "
                    "exactly (no loss, no staleness)"),
         Assumption("initial_consensus",
                    r"\sqrt{\tfrac1N \sum_i \|x_{i,0} - \bar x_0\|^2} = C_0", ("C0",),
-                   "decentralized", "the ranks start at consensus distance C_0 (0: one shared x_0)"),
+                   "consensus_distance", "the ranks start at consensus distance C_0 (0: one shared x_0)"),
         Assumption("bounded_update_spread",
                    r"\sqrt{\tfrac1N \sum_i \|u_{i,t} - \bar u_t\|^2} \le S_u \ \forall t",
-                   ("Su",), "decentralized",
+                   ("Su",), "update_spread",
                    "the ranks' local optimizer steps u_i,t differ from their mean by at most S_u "
                    "in root-mean-square at every step"),
     ]

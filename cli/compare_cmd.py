@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..auditor.observables import KEY
 from .exits import EXIT_INTERNAL
 from .options import (build_workload, check_out, command_line, resolve_device,
                       workload_option_decorator, workload_request)
@@ -70,7 +71,7 @@ def compare_table(d: dict) -> str:
         lines.append(f"  also: {q['ratio_description']} (column F/f*)")
     init = next((o["initial"] for o in d["optimizers"] if o["initial"]), None)
     if init is not None:
-        lines.append(f"  initial quality Q0 = {_g(init['quality'])} (F = {init['full_loss']:.6g})")
+        lines.append(f"  initial quality Q0 = {_g(init['quality'])} (F = {init[KEY.full_loss]:.6g})")
     lines.append("")
     rows = []
     head = ["#", "optimizer", "status", "final", "best", "best at"]
