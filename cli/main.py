@@ -62,6 +62,7 @@ def cli() -> None:
 def _register_commands() -> None:
     from .bounds_cmd import bounds
     from .case_study_cmd import case_study
+    from .certify_cmd import certify
     from .check_cmd import check
     from .compare_cmd import compare
     from .report_cmd import report
@@ -71,6 +72,7 @@ def _register_commands() -> None:
 
     cli.add_command(bounds)
     cli.add_command(case_study)
+    cli.add_command(certify)
     cli.add_command(check)
     cli.add_command(compare)
     cli.add_command(run)
