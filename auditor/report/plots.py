@@ -25,6 +25,7 @@ import html
 import io
 import math
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -87,15 +88,22 @@ _COLORS = {"observed": PALETTE[0], "predicted": PALETTE[1]}
 
 # ------------------------------------------------------------------ small helpers
 
+# beyond this a value is left out of the plots: a diverging run's 1e305 would overflow the
+# log axis' tick arithmetic (matplotlib: "cannot convert float infinity to integer") and
+# flatten every other point; the report's text says where and how the run diverged
+PLOT_MAX = 1e100
+
+
 def _num(x: Any) -> float | None:
-    """A finite float, or None (``null``, NaN, ±inf, text, bools)."""
+    """A finite float of magnitude at most :data:`PLOT_MAX`, or None (``null``, NaN, ±inf,
+    huge values, text, bools)."""
     if x is None or isinstance(x, bool):
         return None
     try:
         v = float(x)
     except (TypeError, ValueError):
         return None
-    return v if math.isfinite(v) else None
+    return v if math.isfinite(v) and abs(v) <= PLOT_MAX else None
 
 
 def _pairs(xs: Sequence[Any] | None, ys: Sequence[Any] | None) -> list[tuple[float, float]]:
@@ -160,8 +168,10 @@ _ROOT_RE = re.compile(r"<svg\b([^>]*)>")
 def _finish(fig: Figure, caption: str) -> str:
     """Save ``fig`` as SVG and post-process it (see the module docstring)."""
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None},
-                facecolor="none", edgecolor="none")
+    with warnings.catch_warnings():     # matplotlib's overflow warnings on extreme axes
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None},
+                    facecolor="none", edgecolor="none")
     svg = buf.getvalue()
     svg = _PROLOG_RE.sub("", svg, count=1)
     svg = _METADATA_RE.sub("", svg)

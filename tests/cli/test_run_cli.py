@@ -245,3 +245,17 @@ def test_threads_are_set_and_recorded(tmp_path):
         assert cfg["threads"] == 1
     finally:
         _torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("workload", ["quadratic", "least-squares"])
+def test_a_diverged_run_still_gets_both_reports_saying_where(workload, tmp_path):
+    """Divergence is when a user needs the report most: values near 1e305 once overflowed
+    matplotlib's log-axis ticks and no report was written (issue 21)."""
+    out = tmp_path / "d"
+    r = run("-w", workload, "-O", "sgd", "--lr", "1e4", "-K", "100", "--probes", "cheap",
+            "--out", str(out))
+    assert r.exit_code == 3 and "could not be rendered" not in r.stderr, r.stderr
+    for name in ("report.html", "report.md"):
+        text = (out / name).read_text(encoding="utf-8")
+        assert "diverged" in text and re.search(r"(at|after) step \d+", text), name
+    assert "RuntimeWarning" not in r.stderr
