@@ -492,12 +492,15 @@ class DefossezAdam(torch.optim.Optimizer):
         return loss
 
 
-def spec_from_optimizer(optimizer: torch.optim.Optimizer) -> OptimizerSpec:
-    """The spec of a torch optimizer a user built (first param group; lr as it is now).
+def spec_from_optimizer(optimizer: torch.optim.Optimizer,
+                        lr: float | None = None) -> OptimizerSpec:
+    """The spec of a torch optimizer a user built (first param group). ``lr``: the base step
+    size (e.g. the first step's, under a scheduler); default the group's lr as it is now,
+    which a scheduler may have moved to its final value (0 for cosine annealing to 0).
 
     Raises :class:`OptimizerSpecError` for classes the catalogue knows nothing about."""
     g = optimizer.param_groups[0]
-    lr = float(g["lr"])
+    lr = float(g["lr"]) if lr is None else float(lr)
     if isinstance(optimizer, DefossezAdam):
         b1, b2 = float(g["beta1"]), float(g["beta2"])
         if b2 == 1.0 and b1 == 0.0:

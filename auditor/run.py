@@ -506,8 +506,11 @@ class Auditor:
         from .judge import Facts, judge
         from .optimizers import spec_from_optimizer
 
-        spec = spec_from_optimizer(self.optimizer)
         lrs = [r["lr"] for r in self.records if r["record"] == "step"]
+        # the run's first positive step size, not the optimizer's lr now: a scheduler has moved
+        # that to its last value (cosine annealing to eta_min = 0 made it 0, an invalid spec)
+        base = next((v for v in lrs if isinstance(v, (int, float)) and v > 0), None)
+        spec = spec_from_optimizer(self.optimizer, base)
         schedule = "constant" if len(set(lrs)) <= 1 else "the user's"
         sd = spec.to_dict() | {"symbol_values": spec.symbol_values, "schedule": schedule}
         params = [p for p in self.model.parameters() if p.requires_grad]

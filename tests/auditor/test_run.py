@@ -91,3 +91,36 @@ def test_a_workload_with_a_sum_reduced_criterion_is_refused():
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(InvalidValueError, match="'sum'"):
         Auditor(model, opt, workload=w, probes="loss")
+
+
+@pytest.mark.parametrize("eta_min", [0.0, 1e-3])
+def test_verdicts_under_a_cosine_schedule_read_the_runs_step_sizes(eta_min):
+    """CosineAnnealingLR to eta_min = 0 crashed verdicts() (the spec was rebuilt from the
+    optimizer's lr NOW, 0); with eta_min = 1e-3 every reason said the theorem prescribed
+    0.001, the final lr (issue 16). The base step size is the run's first one."""
+    import torch
+
+    from approx_audit.auditor import Auditor
+    from approx_audit.auditor.workloads import get_workload
+
+    w = get_workload("logistic")
+    model = w.fresh_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=20, eta_min=eta_min)
+    aud = Auditor(model, opt, workload=w, probes="loss,grad_norm")
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        idx = torch.randint(0, w.n, (32,), generator=g)
+        opt.zero_grad()
+        loss = w.objective(model, w.X[idx], w.y[idx])
+        loss.backward()
+        aud.observe(w.X[idx], w.y[idx], loss)
+        opt.step()
+        sched.step()
+    aud.close()
+    verdicts = aud.verdicts(f_lower=0.0)
+    assert verdicts
+    for v in verdicts:
+        assert f"= {eta_min:g} at step" not in v.reason and "lr=0" not in v.reason, v.reason
+    constant = [v for v in verdicts if "η_k = eta = 0.1" in v.reason]
+    assert constant and all(v.verdict == "not_applicable" for v in constant)
