@@ -97,7 +97,13 @@ def test_a_users_classifier(tmp_path, monkeypatch):
     (["--delta", "1.5"], "--delta"),
     (["--test-fraction", "1"], "--test-fraction"),
     (["--test-fraction", "0.0001"], "--test-fraction"),
-    (["--method", "pac-bayes"], "--method"),
+    (["--method", "nosuch"], "--method"),
+    (["-w", "mlp-digits", "--method", "pac-bayes", "--prior-fraction", "1"],
+     "--prior-fraction"),
+    (["-w", "mlp-digits", "--method", "pac-bayes", "--prior-sigma", "0"], "--prior-sigma"),
+    (["-w", "mlp-digits", "--method", "pac-bayes", "--delta-prime", "0.99"],
+     "--delta-prime"),
+    (["--method", "pac-bayes"], "cross-entropy"),
     (["-O", "nosuch"], "nosuch"),
 ])
 def test_input_errors_are_one_line_with_exit_2(args, words, tmp_path):
@@ -114,3 +120,31 @@ def test_a_regression_workload_is_refused_before_training(tmp_path):
     assert r.exit_code == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()]
     assert "classifier" in r.stderr
+
+
+def test_pac_bayes_certificate_is_recomputable(tmp_path, monkeypatch):
+    (tmp_path / "mymod2.py").write_text(textwrap.dedent("""
+        import torch
+        def model():
+            return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(),
+                                       torch.nn.Linear(8, 2))
+        def data():
+            g = torch.Generator().manual_seed(1)
+            X = torch.randn(600, 2, generator=g)
+            return X, (X[:, 0] + 0.5 * X[:, 1] > 0).long()
+    """))
+    monkeypatch.chdir(tmp_path)
+    r = certify("--model", "mymod2:model", "--data", "mymod2:data", "--loss", "cross-entropy",
+                "--method", "pac-bayes", "-K", "150", "--mc-samples", "200", "--out", "pb",
+                "--format", "json")
+    assert r.exit_code == 0, r.output
+    c = json.loads(r.stdout)
+    assert c["method"] == "pac-bayes" and c["n_bound"] == 240 and c["split"]["n_prior"] == 240
+    assert c["kl"] >= 0 and c["hyperparameters_tried"] == 1 and c["union_bound_bits"] == 0
+    again = risk.pac_bayes_monte_carlo(c["mc_error"], c["mc_samples"], c["kl"], c["n_bound"],
+                                       c["delta"], c["delta_prime"])
+    assert again["risk_bound"] == c["risk_bound"] and c["confidence"] == again["confidence"]
+    assert c["mc_error"] <= c["emp_risk_upper"] <= c["risk_bound"] < 0.5
+    assert c["risk_bound"] <= c["relaxations"]["classic"]
+    perm, _, _ = split_indices(600, 0.2, 0)
+    assert c["permutation_sha256"] == permutation_sha256(perm)
