@@ -124,3 +124,34 @@ def test_verdicts_under_a_cosine_schedule_read_the_runs_step_sizes(eta_min):
         assert f"= {eta_min:g} at step" not in v.reason and "lr=0" not in v.reason, v.reason
     constant = [v for v in verdicts if "η_k = eta = 0.1" in v.reason]
     assert constant and all(v.verdict == "not_applicable" for v in constant)
+
+
+def test_a_probe_that_cannot_run_mid_training_is_switched_off_not_raised():
+    """Auditor built after model.eval(), training in train mode: gradient_noise refuses the
+    BatchNorm at its first due step; that used to raise inside opt.step() and kill the user's
+    training (issue 16). Now the probe is switched off with its reason and training goes on."""
+    import torch
+    from torch import nn
+
+    from approx_audit.auditor import Auditor
+
+    torch.manual_seed(0)
+    X, y = torch.randn(128, 8), torch.randint(0, 3, (128,))
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model.eval()
+    aud = Auditor(model, opt, loss=nn.functional.cross_entropy, data=(X, y),
+                  probes="loss,gradient_noise@5")
+    model.train()
+    for t in range(12):
+        idx = torch.arange(16 * (t % 8), 16 * (t % 8) + 16)
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(X[idx]), y[idx])
+        loss.backward()
+        aud.observe(X[idx], y[idx], loss)
+        opt.step()
+    aud.close()
+    steps = [r for r in aud.records if r["record"] == "step"]
+    assert len(steps) == 12
+    noted = [r["notes"]["gradient_noise"] for r in steps if "gradient_noise" in r.get("notes", {})]
+    assert noted and "switched off" in noted[0] and "BatchNorm" in noted[0]
