@@ -23,7 +23,7 @@ from ..bounds.errors import ApproxAuditError
 from .trace import clean, read_trace
 from .judge import Facts, judge, summarize
 from .judge import downsample as _downsample
-from .observables import KEY, keys_where
+from .observables import KEY, OBSERVABLES, PROBE, keys_where
 
 RESULTS_SCHEMA_VERSION = "1.0"
 
@@ -126,9 +126,11 @@ def _probe_summaries(runs, probes_described: list[dict]) -> list[dict[str, Any]]
 
 
 # probe keys measured at x_{t+1} (after the step), whose series points sit at k = step + 1.
-# The multi-process auditors' own keys stay at k = step as before the observables table,
-# though the decentralized ones are measured at x_{t+1} too (left as it was: a separate fix).
-_AT_AFTER = frozenset(keys_where(at="x_t+1", origin="probe"))
+# The decentralized auditor's consensus keys are measured at x_{t+1} too, and the judge's
+# consensus series use step + 1: they sit there (they sat at k = step, one step off the
+# bound's curve in the consensus plot).
+_AT_AFTER = frozenset(keys_where(at="x_t+1", origin="probe")) | frozenset(
+    k for k in keys_where(at="x_t+1") if OBSERVABLES[k].probe == PROBE.decentralized)
 
 
 def _after(key: str) -> bool:

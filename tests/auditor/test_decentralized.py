@@ -333,3 +333,19 @@ def test_easgd_elastic_pull_alone_contracts_by_exactly_one_minus_a(elastic):
     assert 1 - 1e-6 < v["looseness"]["min"] <= v["looseness"]["max"] < 1 + 1e-6
     wrong = _rule(out, "easgd.consensus.zhang_2015", alpha_ea=0.1)
     assert wrong.verdict == "violated", wrong.reason
+
+
+def test_the_consensus_series_and_its_bound_share_their_steps(dpsgd):
+    """consensus_distance is measured at x_{t+1}: its probe series sits at k = step + 1, the
+    k of the consensus bound's observed series, value for value (they were one step apart)."""
+    out, _ = dpsgd
+    res = json.loads((out / "results.json").read_text())
+    probe = next(p for p in res["probes"] if p["name"] == "decentralized")
+    series = probe["series"]["consensus_distance"]
+    by_k = dict(zip(series["k"], series["value"]))
+    v = next(v for v in res["verdicts"] if "consensus" in v["id"])
+    shared = [k for k in v["series"]["k"] if int(k) in by_k]
+    assert len(shared) >= 5
+    for k, obs in zip(v["series"]["k"], v["series"]["observed"]):
+        if int(k) in by_k and obs is not None:
+            assert by_k[int(k)] == pytest.approx(obs, rel=1e-12)

@@ -123,7 +123,8 @@ def test_derived_tables_come_from_the_rows():
         assert (const, kind, when) == (row.estimates, row.direction, row.when)
     assert results._AT_AFTER == {k for k in O.OBSERVABLES
                                  if O.OBSERVABLES[k].at == "x_t+1"
-                                 and O.OBSERVABLES[k].origin == "probe"}
+                                 and (O.OBSERVABLES[k].origin == "probe"
+                                      or O.OBSERVABLES[k].probe == O.PROBE.decentralized)}
 
 
 def test_lookups_and_names():
