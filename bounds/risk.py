@@ -94,12 +94,24 @@ def _largest_true(pred, lo: float, hi: float) -> float:
 
 # -- Langford 2005 ----------------------------------------------------------------------------
 
-def binomial_cdf(m: int, k: int, p: float) -> float:
-    """Bin(m, k, p) = P[X ≤ k] for X ~ Binomial(m, p) (Langford Def. 3.1), exact (scipy)."""
+def _errors_of(m: int, k: int) -> tuple[int, int]:
+    """(m, k) validated: m ≥ 1 examples, 0 ≤ k ≤ m errors."""
     m = _count("m", m, 1)
     k = _count("k", k, 0)
     if k > m:
-        raise InvalidValueError(f"k={k} errors exceed the m={m} examples")
+        raise InvalidValueError(f"k={k} errors exceed the m={m} test examples")
+    return m, k
+
+
+def _test_set_args(m: int, k: int, delta: float) -> tuple[int, int, float]:
+    """The arguments every test-set bound takes, validated (one line each)."""
+    m, k = _errors_of(m, k)
+    return m, k, _confidence("delta", delta)
+
+
+def binomial_cdf(m: int, k: int, p: float) -> float:
+    """Bin(m, k, p) = P[X ≤ k] for X ~ Binomial(m, p) (Langford Def. 3.1), exact (scipy)."""
+    m, k = _errors_of(m, k)
     return float(binom.cdf(k, m, _unit("p", p)))
 
 
@@ -110,11 +122,7 @@ def binomial_tail_inversion(m: int, k: int, delta: float) -> float:
     root of Bin = δ; bisection keeps the side where Bin ≥ δ. k = 0 starts from the closed form
     1 − δ^{1/m} (Cor. 3.4's exact value), moved down to where the computed CDF agrees; k = m
     gives 1 (Bin = 1 everywhere)."""
-    m = _count("m", m, 1)
-    k = _count("k", k, 0)
-    if k > m:
-        raise InvalidValueError(f"k={k} errors exceed the m={m} test examples")
-    delta = _confidence("delta", delta)
+    m, k, delta = _test_set_args(m, k, delta)
     if k == m:
         return 1.0
 
@@ -132,21 +140,13 @@ def binomial_tail_inversion(m: int, k: int, delta: float) -> float:
 
 def kl_test_set_bound(m: int, k: int, delta: float) -> float:
     """Langford Cor. 3.7: the largest p with kl(k/m ‖ p) ≤ ln(1/δ)/m."""
-    m = _count("m", m, 1)
-    k = _count("k", k, 0)
-    if k > m:
-        raise InvalidValueError(f"k={k} errors exceed the m={m} test examples")
-    delta = _confidence("delta", delta)
+    m, k, delta = _test_set_args(m, k, delta)
     return kl_inverse(k / m, math.log(1.0 / delta) / m)
 
 
 def hoeffding_bound(m: int, k: int, delta: float) -> float:
     """Langford Cor. 3.8: k/m + √(ln(1/δ)/(2m)) (as stated: not clipped at 1)."""
-    m = _count("m", m, 1)
-    k = _count("k", k, 0)
-    if k > m:
-        raise InvalidValueError(f"k={k} errors exceed the m={m} test examples")
-    delta = _confidence("delta", delta)
+    m, k, delta = _test_set_args(m, k, delta)
     return k / m + math.sqrt(math.log(1.0 / delta) / (2 * m))
 
 
