@@ -693,9 +693,10 @@ class RankSetup:
         self.spec = request.optimizer
         self.rank, self.world, self.local_rank = rank, world, local_rank
         self.full_batch = full_batch
-        # each seed's model, auditor and loop: kept until serve() has destroyed the process
-        # group (tensors and hooks tied to the group must not be freed while it is live)
-        self.live: list[tuple[Any, ...]] = []
+        # the last seed's model, auditor and loop: kept until serve() has destroyed the process
+        # group (freed between the seed loop and the barrier, a rank aborted at exit; earlier
+        # seeds' are replaced as the old per-method worker's locals were)
+        self.live: tuple[Any, ...] = ()
 
     def spec_dict(self) -> dict[str, Any]:
         return self.spec.to_dict() | {"symbol_values": self.spec.symbol_values}
@@ -801,7 +802,7 @@ def _serve_seeds(config, setup: RankSetup, out: Path, rank: int, world: int,
             auditor, train = setup.start(
                 model, i, config=config, out=out if rank == 0 else None, selected=selected,
                 start_info=run_start_info(config, spec_dict, setup.full_batch))
-            setup.live.append((model, auditor, train))   # freed after the group is destroyed
+            setup.live = (model, auditor, train)     # freed after the group is destroyed
             st = train(**setup.train_kwargs(config, i, progress))
             auditor.close(st)
             if st == "diverged":
