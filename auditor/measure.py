@@ -40,6 +40,7 @@ messages: :class:`UnsupportedLayerError` for layers that make a measurement mean
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -48,10 +49,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, jvp, vmap
+from torch.func import grad, jvp, vmap
 from torch.utils._pytree import tree_flatten, tree_map
 
 from ..bounds.errors import ApproxAuditError, InvalidValueError
+from .objective import Objective
 
 __all__ = [
     "ConvexityTerms", "Cost", "EigenResult", "GradientNoise", "HVPResult", "HessianOperator",
@@ -198,39 +200,25 @@ def params_of(model: nn.Module) -> dict[str, Tensor]:
     return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def _as_args(X: Any) -> tuple:
-    return X if isinstance(X, tuple) else (X,)
-
-
 def functional_loss(model: nn.Module, criterion: Callable[[Any, Any], Tensor],
-                    regularization: Callable[[Params], Tensor] | None = None) -> LossFn:
-    """``f(params, X, y) = criterion(model(X; params), y) [+ regularization(params)]``: the one
-    builder of the function every probe evaluates (the Auditor's, a workload's, stability's).
+                    regularization: Callable[[Params], Tensor] | None = None, *,
+                    mode: str | None = None, seed: int = 0, sum_over: int | None = None):
+    """``f(params, X, y) = criterion(model(X; params), y) [+ regularization(params)]`` as an
+    :class:`~.objective.Objective`: the one builder of the function every probe evaluates (the
+    Auditor's, a workload's, stability's).
 
-    ``criterion`` must average over the batch: a loss module whose ``reduction`` is not
-    ``'mean'`` (e.g. ``nn.CrossEntropyLoss(reduction='sum')``) is refused. A plain function
-    (``F.cross_entropy``, a lambda) cannot be inspected: that it returns a batch mean is the
-    caller's promise, and a sum goes undetected (the values then scale with the batch size).
-    The model's buffers are read at each call and *cloned*, never written back, so a probe's
-    forward pass in train mode leaves BatchNorm's running statistics and
-    ``num_batches_tracked`` as training left them. Parameters missing from ``params`` come
-    from the module. ``X`` may be a tuple of positional inputs.
+    Buffers are cloned at every call and never written back (BatchNorm's running statistics
+    and ``num_batches_tracked`` stay as training left them); every call runs with common random
+    numbers (dropout draws the same masks at every point, and the caller's generator is
+    restored). ``mode`` ``"train"``/``"eval"`` fixes the modules' flags for the evaluation;
+    the default ``None`` leaves them as they are. ``criterion`` must average over the batch: a
+    loss module with ``reduction='sum'`` needs ``sum_over`` (the training batch size), any
+    other reduction is refused. A plain function (``F.cross_entropy``, a lambda) cannot be
+    inspected: that it returns a batch mean is the caller's promise. ``X`` may be a tensor, a
+    tuple of positional inputs or a dict of keyword inputs.
     """
-    reduction = getattr(criterion, "reduction", "mean")
-    if reduction != "mean":
-        raise InvalidValueError(f"{type(criterion).__name__} has reduction={reduction!r}; the "
-                                "auditor's losses are batch means: construct it with "
-                                "reduction='mean'")
-
-    def f(params: Params, X: Any, y: Any) -> Tensor:
-        buffers = {name: b.clone() for name, b in model.named_buffers()}
-        out = functional_call(model, ({**params}, buffers), _as_args(X))
-        loss = criterion(out, y)
-        if regularization is not None:
-            loss = loss + regularization(params)
-        return loss
-
-    return f
+    return Objective(model, criterion, regularization=regularization, mode=mode, seed=seed,
+                     sum_over=sum_over)
 
 
 def _tensors(a: Params | Tensor) -> list[Tensor]:
@@ -329,6 +317,18 @@ def _check_scalar(loss: Tensor) -> None:
 HVPMethod = Literal["double_backward", "forward_over_reverse"]
 
 
+def _twice_differentiable_attention():
+    """Scaled dot-product attention through its math kernel: the fused CPU/GPU kernels (flash,
+    memory-efficient) have no double-backward or forward-mode formula, so a Transformer's HVP
+    would fail in eval mode (``..._flash_attention_for_cpu_backward is not implemented``). The
+    math kernel computes the same function from differentiable ops."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # pragma: no cover - torch < 2.3
+        return contextlib.nullcontext()
+    return sdpa_kernel([SDPBackend.MATH])
+
+
 class HessianOperator:
     """v ↦ ∇²f(params; X, y)·v at a fixed point, for many products.
 
@@ -367,7 +367,7 @@ class HessianOperator:
         self._forward = self._backward = self._hvp = 0
         self.loss: float | None = None   # f at the point, when the method computed it
         if method == "double_backward":
-            with torch.enable_grad():
+            with torch.enable_grad(), _twice_differentiable_attention():
                 self._leaf_list = list(_leaves(self.params).values())
                 loss = f(dict(zip(self._names, self._leaf_list)), X, y)
                 _check_scalar(loss)
@@ -413,7 +413,7 @@ class HessianOperator:
         # forward over reverse
         def g_of(p):
             return grad(self.f)(p, self.X, self.y)
-        with torch.enable_grad():
+        with torch.enable_grad(), _twice_differentiable_attention():
             _, hv = jvp(g_of, (self.params,), (dict(zip(self._names, vs)),))
         self._hvp += 1
         self._forward += 1
@@ -767,8 +767,10 @@ def check_per_sample_supported(model: nn.Module) -> None:
 
 
 def check_curvature_supported(model: nn.Module) -> None:
-    """Raise :class:`UnsupportedLayerError` for Dropout in train mode: every HVP would see a
-    different random function, so Lanczos and power iteration would not measure one Hessian.
+    """Raise :class:`UnsupportedLayerError` for Dropout in train mode: for a plain loss
+    function (not an :class:`~.objective.Objective`, whose common random numbers fix the masks)
+    every HVP would see a different random function, so Lanczos and power iteration would not
+    measure one Hessian. The auditor's probes evaluate an Objective and do not call this.
     (BatchNorm in train mode is fine here: the batch loss is one deterministic function.)"""
     found = _offenders(model, batchnorm=False)
     if not found:
