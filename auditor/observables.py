@@ -100,7 +100,9 @@ def _probe_rows() -> Iterator[Observable]:
     yield from _probe("grad_norm", "x_t", [
         ("grad_norm", "lower", "recomputed", "‖∇f‖", "minibatch ‖g‖", {"estimates": "G"}),
         ("grad_inf_norm", "lower", "recomputed", "‖∇f‖∞", "‖g‖∞",
-         {"estimates": "G_inf", "when": "always", "source": _GINF_SRC})])
+         {"estimates": "G_inf", "when": "always", "source": _GINF_SRC}),
+        ("grad_norm_raw", "lower", "same", "‖∇f‖", "‖g‖ before clipping"),
+        ("grad_clipped", "n/a", "recomputed", "flag", "the step's gradient was clipped")])
     yield from _probe("update_norm", "x_t+1", [
         ("update_norm", "exact", "same", "‖x‖", "‖x_{t+1} − x_t‖"),
         ("effective_lr", "exact", "recomputed", "‖x‖/‖∇f‖", "‖Δx‖/‖g‖"),
@@ -132,7 +134,10 @@ def _probe_rows() -> Iterator[Observable]:
         ("gradient_noise", "unbiased", "recomputed", "‖∇f‖²", "per-example gradient noise σ²"),
         ("gradient_noise_batch", "unbiased", "recomputed", "‖∇f‖²", "batch gradient noise",
          {"estimates": "sigma"}),
-        ("gradient_snr", "n/a", "recomputed", "1", "gradient signal-to-noise ratio")])
+        ("gradient_snr", "n/a", "recomputed", "1", "gradient signal-to-noise ratio"),
+        ("gradient_noise_se", "n/a", "rank-mean", "‖∇f‖²", "standard error of σ² (microbatch)"),
+        ("gradient_noise_microbatch", "n/a", "same", "count",
+         "examples per gradient in the noise estimate (1: per-example)")])
     yield from _probe("sharpness", "x_t+1", [
         ("sharpness", "lower", "rank-mean", "L", "top Hessian eigenvalue",
          {"estimates": "L", "when": "full_batch", "source": _SHARPNESS_SRC}),

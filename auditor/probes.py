@@ -50,6 +50,7 @@ from torch import Tensor, nn
 
 from ..bounds.errors import ApproxAuditError, InvalidValueError
 from . import measure as M
+from . import noise as N
 from .measure import Cost
 from .observables import DIRECTIONS, OBSERVABLES, KEY, PROBE, keys_of
 
@@ -138,6 +139,13 @@ class ProbeContext:
     flat_grad: Tensor | None = None
     start_checkpoint: tuple[float, dict[str, Tensor], dict[str, Tensor]] | None = None
     shared: SharedWork = field(default_factory=SharedWork)
+    # Whether loss_before/grad_before are f's own value and gradient at params_before: true in
+    # the auditor's own loop on a deterministic objective; false in a user's loop (clipping,
+    # gradient scaling) or when training drew other dropout masks than f's common random
+    # numbers, and then a probe needing f's gradient at x_t computes it.
+    grad_exact: bool = True
+    # ‖∇‖ of the loss's gradient when the loop reported it, before any clipping (observe())
+    grad_norm_raw: float | None = None
 
     def state(self, name: str) -> dict[str, Any]:
         """This probe's own slot in :attr:`memory`."""
@@ -261,12 +269,33 @@ class GradNormProbe(Probe):
             norm = math.sqrt(torch.dot(g, g).item())
             inf = max(-lo.item(), hi.item())
             ctx.shared.batch_grad_norm = norm
-            return {KEY.grad_norm: norm, KEY.grad_inf_norm: inf}
+            return self._raw({KEY.grad_norm: norm, KEY.grad_inf_norm: inf}, ctx)
         if ctx.grad_before is None:
             return self._none("training passed no grad_before")
         inf = max((float(g.detach().abs().max()) for g in ctx.grad_before.values()
                    if g.numel()), default=0.0)
-        return {KEY.grad_norm: _norm(ctx.grad_before), KEY.grad_inf_norm: inf}
+        return self._raw({KEY.grad_norm: _norm(ctx.grad_before), KEY.grad_inf_norm: inf}, ctx)
+
+    def _raw(self, out: dict[str, Any], ctx) -> dict[str, Any]:
+        """The norm before clipping (from the loop) and whether the step was clipped: the
+        gradient the optimizer received is shorter than the loss's (relative 1e-6)."""
+        raw = ctx.grad_norm_raw
+        if raw is None:
+            return self._none_raw(out, "the loop reported no gradient norm before the step's "
+                                       "gradient transforms")
+        out[KEY.grad_norm_raw] = raw
+        applied = out[KEY.grad_norm]
+        out[KEY.grad_clipped] = 1.0 if applied < raw * (1.0 - 1e-6) else 0.0
+        if applied > raw * (1.0 + 1e-6):
+            self.last_notes[KEY.grad_clipped] = (
+                f"the gradient grew between observe() and the step ({raw:.4g} → {applied:.4g}): "
+                "a gradient scaler? call observe() after unscaling")
+        return out
+
+    def _none_raw(self, out, reason):
+        for k in (KEY.grad_norm_raw, KEY.grad_clipped):
+            self.last_notes[k] = reason
+        return out
 
 
 class UpdateNormProbe(Probe):
@@ -363,14 +392,24 @@ class LocalSmoothnessProbe(Probe):
     def cost(self):
         return Cost(forward=1, backward=1)
 
+    def cost_for(self, ctx):
+        return self.cost if ctx.grad_exact else Cost(forward=2, backward=2)
+
     def _measure(self, ctx):
-        if ctx.grad_before is None or ctx.loss_before is None:
+        loss_before, grad_before = ctx.loss_before, ctx.grad_before
+        cost = Cost()
+        if not ctx.grad_exact:
+            # training's gradient is not f's (clipped, scaled, other dropout masks): both ends
+            # of the secant from f itself, on the same batch and the same random numbers
+            rb = M.loss_and_grad(ctx.f, ctx.params_before, ctx.X, ctx.y)
+            loss_before, grad_before, cost = rb.loss, rb.grad, rb.cost
+        if grad_before is None or loss_before is None:
             return self._none("training passed no loss_before/grad_before for this step")
         r = M.loss_and_grad(ctx.f, ctx.params_after, ctx.X, ctx.y)
-        self.last_cost = r.cost
+        self.last_cost = r.cost + cost
         xb, xa = ctx.params_before, ctx.params_after
         names = list(xb)
-        gb = {k: ctx.grad_before[k] for k in names}
+        gb = {k: grad_before[k] for k in names}
         ga = {k: r.grad[k] for k in names}
         xa = {k: xa[k] for k in names}
         out: dict[str, Any] = {KEY.loss_after: r.loss}
@@ -382,8 +421,8 @@ class LocalSmoothnessProbe(Probe):
         # the two batch gradients, kept for the step by reference (a DDP rank combines the
         # ranks' changes into the global batch's, whose norm is the exact global-batch secant)
         ctx.shared.batch_grads = (names, gb, ga)
-        fwd = M.convexity_terms(ctx.loss_before, r.loss, gb, xb, xa)   # base x_t
-        rev = M.convexity_terms(r.loss, ctx.loss_before, ga, xa, xb)   # base x_{t+1} (Tran)
+        fwd = M.convexity_terms(loss_before, r.loss, gb, xb, xa)   # base x_t
+        rev = M.convexity_terms(r.loss, loss_before, ga, xa, xb)   # base x_{t+1} (Tran)
         out[KEY.convexity_gap] = fwd.gap
         out[KEY.convexity_gap_reverse] = rev.gap
         out[KEY.convexity_numerator] = rev.numerator
@@ -527,23 +566,46 @@ PlRatioProbe = PLRatioProbe
 # ---------------------------------------------------------------------------------------------
 
 class GradientNoiseProbe(Probe):
-    """σ² = (1/(B−1))Σ‖g_i − ḡ‖² from per-sample gradients at x_t on the step's batch.
+    """σ², the per-example gradient variance, at x_t on the step's batch.
 
-    ``gradient_noise`` is σ² (unbiased for the trace of the per-example gradient covariance),
-    ``gradient_noise_batch`` σ²/B the variance of the batch-mean gradient (sampling with
-    replacement), ``gradient_snr`` ‖ḡ‖²/(σ²/B). Raises
-    :class:`~.measure.UnsupportedLayerError` naming the layer for BatchNorm in train mode or
-    Dropout in train mode.
+    Two estimators, chosen automatically (``method="auto"``) and recorded in the trace
+    (``gradient_noise_microbatch``: 1 for per-example gradients, else the microbatch size b):
+
+    ``per_sample``  σ² = (1/(B−1))Σ‖g_i − ḡ‖² from per-example gradients (torch.func.vmap):
+                    exact for the batch, when examples do not interact;
+    ``microbatch``  σ² = b·(1/(m−1))Σ_j‖ḡ_j − ḡ‖² over m disjoint microbatches of size b
+                    (:func:`~.noise.microbatch_gradient_noise`, the estimator behind the
+                    gradient noise scale of McCandlish et al. 2018), with its standard error
+                    ``gradient_noise_se``: ordinary gradients only, so it works when layers
+                    couple the samples (BatchNorm: each microbatch normalizes with its own
+                    statistics, as a data-parallel worker without SyncBatchNorm does) or draw
+                    random numbers (dropout: each microbatch gets an independent draw, so the
+                    mask noise SGD sees is counted).
+
+    Auto uses the microbatch estimator when the objective has coupling or stochastic layers,
+    or when per-example gradients fail or disagree with the batch gradient (a custom layer that
+    mixes examples: checked once, on the first measurement, at the cost of one gradient).
+    ``gradient_noise_batch`` is σ²/B, the variance of the batch-mean gradient, and
+    ``gradient_snr`` ‖ḡ‖²/(σ²/B).
     """
 
     name = PROBE.gradient_noise
     needs = frozenset({Need.PER_SAMPLE_GRADS})
-    estimates = "sigma² (bounded variance) from per-sample gradients on the step's batch"
+    estimates = ("sigma² (bounded variance) from per-example gradients, or from microbatch "
+                 "gradients when layers couple the samples or draw random numbers")
     default_every = 10
+    METHODS = ("auto", "per_sample", "microbatch")
 
-    def __init__(self, every: int | None = None, chunk_size: int | None = None):
+    def __init__(self, every: int | None = None, chunk_size: int | None = None,
+                 method: str = "auto", microbatches: int = 8):
         super().__init__(every)
-        self.chunk_size = chunk_size
+        if method not in self.METHODS:
+            raise InvalidValueError(f"gradient_noise: method={method!r}; use one of "
+                                    f"{', '.join(self.METHODS)}")
+        if isinstance(microbatches, bool) or not isinstance(microbatches, int) or microbatches < 2:
+            raise InvalidValueError(f"gradient_noise: microbatches={microbatches!r}; give an "
+                                    "integer >= 2")
+        self.chunk_size, self.method, self.microbatches = chunk_size, method, microbatches
 
     @property
     def cost(self):
@@ -551,18 +613,84 @@ class GradientNoiseProbe(Probe):
 
     def cost_for(self, ctx):
         B = M._leading_dim(ctx.X)
+        if ctx.memory.get(self.name, {}).get("method") == "microbatch":
+            m = min(self.microbatches, B // 2)
+            return Cost(forward=m, backward=m) if m >= 2 else Cost()
         calls = 1 if self.chunk_size is None else math.ceil(B / self.chunk_size)
-        return Cost(forward=calls, backward=calls, per_sample=B, vmapped=calls)
+        check = self.method == "auto" and not ctx.memory.get(self.name, {}).get("checked")
+        return Cost(forward=calls + check, backward=calls + check, per_sample=B, vmapped=calls)
+
+    def _choose(self, ctx, mem) -> str:
+        if self.method != "auto":
+            return self.method
+        layers = [*getattr(ctx.f, "coupling", ()), *getattr(ctx.f, "stochastic", ())]
+        if layers:
+            mem["why"] = (f"{layers[0]}{M._more(layers)} couples the samples or draws random "
+                          "numbers: microbatch estimator")
+            return "microbatch"
+        return "per_sample"
 
     def _measure(self, ctx):
-        M.check_per_sample_supported(ctx.model)
-        r = M.gradient_noise(ctx.f, ctx.params_before, ctx.X, ctx.y, chunk_size=self.chunk_size)
+        mem = ctx.state(self.name)
+        if "method" not in mem:
+            mem["method"] = self._choose(ctx, mem)
+        if mem["method"] == "per_sample":
+            out = self._per_sample(ctx, mem)
+            if out is not None:
+                return out
+        return self._microbatch(ctx, mem)
+
+    def _per_sample(self, ctx, mem) -> dict[str, Any] | None:
+        if self.method == "per_sample":
+            M.check_per_sample_supported(ctx.model)     # asked for: refuse, naming the layer
+        try:
+            r = M.gradient_noise(ctx.f, ctx.params_before, ctx.X, ctx.y,
+                                 chunk_size=self.chunk_size)
+        except M.UnsupportedLayerError as exc:
+            if self.method != "auto":
+                raise
+            mem["method"] = "microbatch"
+            mem["why"] = f"per-example gradients failed ({exc}): microbatch estimator"
+            return None
         self.last_cost = r.cost
-        out = {KEY.gradient_noise: r.sigma_sq, KEY.gradient_noise_batch: r.batch_mean_variance}
-        if r.sigma_sq > 0:
-            out[KEY.gradient_snr] = r.grad_norm_sq / r.batch_mean_variance
+        if self.method == "auto" and not mem.get("checked"):
+            mem["checked"] = True
+            batch = M.loss_and_grad(ctx.f, ctx.params_before, ctx.X, ctx.y)
+            self.last_cost = self.last_cost + batch.cost
+            gap = _norm(_diff(r.mean_grad, batch.grad)) / max(_norm(batch.grad), 1e-30)
+            if gap > 1e-3:
+                mem["method"] = "microbatch"
+                mem["why"] = (f"the mean of the per-example gradients differs from the batch "
+                              f"gradient by {gap:.2g} (relative): a layer couples the samples; "
+                              "microbatch estimator")
+                return None
+        out = {KEY.gradient_noise: r.sigma_sq, KEY.gradient_noise_batch: r.batch_mean_variance,
+               KEY.gradient_noise_microbatch: 1.0}
+        self.last_notes[KEY.gradient_noise_se] = "per-example estimator: no error bar recorded"
+        return self._snr(out, r.grad_norm_sq, r.sigma_sq, r.batch_mean_variance)
+
+    def _microbatch(self, ctx, mem) -> dict[str, Any]:
+        B = M._leading_dim(ctx.X)
+        m = min(self.microbatches, B // 2)       # b >= 2: BatchNorm needs two rows to normalize
+        if m < 2:
+            return self._none(f"a batch of {B} example(s) cannot be split into two or more "
+                              "microbatches of at least 2")
+        r = N.microbatch_gradient_noise(ctx.f, ctx.params_before, ctx.X, ctx.y, microbatches=m,
+                                        draw=getattr(ctx.f, "draw", None))
+        self.last_cost = self.last_cost + r.cost
+        out = {KEY.gradient_noise: r.sigma_sq, KEY.gradient_noise_batch: r.sigma_sq / B,
+               KEY.gradient_noise_se: r.standard_error,
+               KEY.gradient_noise_microbatch: float(r.microbatch_size)}
+        if mem.get("why") and not mem.get("said"):
+            mem["said"] = True
+            self.last_notes[KEY.gradient_noise_microbatch] = mem["why"]
+        return self._snr(out, r.grad_norm_sq, r.sigma_sq, r.sigma_sq / B)
+
+    def _snr(self, out, grad_norm_sq, sigma_sq, batch_var):
+        if sigma_sq > 0:
+            out[KEY.gradient_snr] = grad_norm_sq / batch_var
         else:
-            self.last_notes[KEY.gradient_snr] = "no spread between per-sample gradients (σ² = 0)"
+            self.last_notes[KEY.gradient_snr] = "no spread between the gradients (σ² = 0)"
         return out
 
 
@@ -622,7 +750,6 @@ class SharpnessProbe(_CurvatureProbe):
     estimates = "L by the top Hessian eigenvalue (Lanczos on HVPs) at checkpoints"
 
     def _measure(self, ctx):
-        M.check_curvature_supported(ctx.model)
         X, y = self._data(ctx)
         mem, init = self._init(ctx)
         r = M.top_hessian_eigenvalue(ctx.f, ctx.params_after, X, y, iters=self.iters,
@@ -665,7 +792,6 @@ class AdamSharpnessProbe(_CurvatureProbe):
         if len(opt.param_groups) != 1:
             return self._none("the optimizer has several parameter groups; the preconditioned "
                               "sharpness needs one learning rate and one (β₁, β₂, ε)")
-        M.check_curvature_supported(ctx.model)
         group = opt.param_groups[0]
         lr = float(group["lr"]) if ctx.lr is None else float(ctx.lr)
         beta1, beta2 = (float(b) for b in group["betas"])

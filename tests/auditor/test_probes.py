@@ -270,6 +270,7 @@ def test_gradient_noise_matches_explicit_loop(chunk):
     f = Counted(f0)
     ctx.f = f
     p = P.GradientNoiseProbe(chunk_size=chunk)
+    declared = p.cost_for(ctx)
     out = p.measure(ctx)
     gs = torch.stack([grad_at(f0, ctx.params_before, X[i:i + 1], y[i:i + 1])[1]
                       for i in range(8)])
@@ -279,12 +280,19 @@ def test_gradient_noise_matches_explicit_loop(chunk):
     assert out["gradient_noise_batch"] == pytest.approx(sigma2 / 8, rel=1e-10)
     assert out["gradient_snr"] == pytest.approx(float(mean @ mean) / (sigma2 / 8), rel=1e-10)
     calls = 1 if chunk is None else 3
-    assert f.n == calls
-    assert p.last_cost == p.cost_for(ctx) == M.Cost(forward=calls, backward=calls, per_sample=8,
-                                                    vmapped=calls)
+    # the first measurement of method="auto" also checks the per-example gradients' mean
+    # against one batch gradient (a layer mixing examples would fail it): one gradient more
+    assert f.n == calls + 1
+    assert p.last_cost == declared == M.Cost(forward=calls + 1, backward=calls + 1,
+                                             per_sample=8, vmapped=calls)
+    f.n = 0
+    p.measure(ctx)
+    assert f.n == calls and out["gradient_noise_microbatch"] == 1.0
+    assert p.last_cost == p.cost_for(ctx) == M.Cost(forward=calls, backward=calls,
+                                                    per_sample=8, vmapped=calls)
 
 
-def test_gradient_noise_refuses_batchnorm_in_train_mode_naming_the_layer():
+def test_gradient_noise_per_sample_refuses_batchnorm_in_train_mode_naming_the_layer():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).to(DT)
     model.train()
@@ -292,7 +300,37 @@ def test_gradient_noise_refuses_batchnorm_in_train_mode_naming_the_layer():
     f = M.functional_loss(model, nn.CrossEntropyLoss())
     ctx = take_step(model, f, X, y, torch.optim.SGD(model.parameters(), lr=0.1), 0)
     with pytest.raises(M.UnsupportedLayerError, match=r"model\.1 \(BatchNorm1d in train mode\)"):
-        P.GradientNoiseProbe().measure(ctx)
+        P.GradientNoiseProbe(method="per_sample").measure(ctx)
+
+
+@pytest.mark.parametrize("layer", ["batchnorm", "custom"])
+def test_gradient_noise_auto_uses_microbatches_when_layers_couple_samples(layer):
+    """BatchNorm is seen by type; a custom layer mixing the examples is caught by the check of
+    the per-example gradients' mean against the batch gradient. Either way: the microbatch
+    estimator, said once in a note, and a finite σ² with its standard error."""
+    torch.manual_seed(0)
+
+    class MixBatch(nn.Module):            # adds the batch mean: examples interact
+        def forward(self, x):
+            return x + x.mean(dim=0, keepdim=True) ** 2
+
+    mid = nn.BatchNorm1d(4) if layer == "batchnorm" else MixBatch()
+    model = nn.Sequential(nn.Linear(3, 4), mid, nn.Tanh(), nn.Linear(4, 2)).to(DT)
+    X, y = tiny_data(n=16)
+    f = M.functional_loss(model, nn.CrossEntropyLoss(), mode="train")
+    ctx = take_step(model, f, X, y, torch.optim.SGD(model.parameters(), lr=0.1), 0)
+    p = P.GradientNoiseProbe(microbatches=4)
+    out = p.measure(ctx)
+    assert out["gradient_noise_microbatch"] == 4.0
+    assert out["gradient_noise"] > 0 and out["gradient_noise_se"] > 0
+    assert "microbatch" in p.last_notes["gradient_noise_microbatch"]
+    if layer == "batchnorm":
+        assert "model.1 (BatchNorm1d)" in p.last_notes["gradient_noise_microbatch"]
+    else:
+        assert "differs from the batch gradient" in p.last_notes["gradient_noise_microbatch"]
+    p.measure(ctx)
+    assert "gradient_noise_microbatch" not in p.last_notes          # said once
+    assert p.last_cost == M.Cost(forward=4, backward=4)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -464,9 +502,9 @@ def test_declared_cost_equals_passes_made(name, count_grad):
     ctx.f = f
     count_grad["n"] = 0
     p = P.PROBES[name](iters=5) if name in ("sharpness", "adam_sharpness") else P.PROBES[name]()
+    declared = p.cost_for(ctx)
     values = p.measure(ctx)
     assert set(values) == set(p.keys)
-    declared = p.cost_for(ctx)
     assert f.n == p.last_cost.forward
     if name != "gradient_noise":         # vmap's per-sample backward is not autograd.grad
         assert count_grad["n"] == p.last_cost.backward
