@@ -38,6 +38,7 @@ class AuditConfig:
     assume: Mapping[str, float] = field(default_factory=dict)
     out: Path | None = None
     device: str = "cpu"
+    probe_mode: str = "train"           # the audited function: train-mode or eval-mode
     command: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -48,7 +49,7 @@ class AuditConfig:
                 "batch_size": self.batch_size, "seeds": self.seeds, "seed": self.seed,
                 "probes": self.probes, "bounds": list(self.bounds) if self.bounds else None,
                 "assume": dict(self.assume), "out": None if self.out is None else str(self.out),
-                "device": self.device, **dict(self.extra)}
+                "device": self.device, "probe_mode": self.probe_mode, **dict(self.extra)}
 
 
 @dataclass
@@ -128,7 +129,8 @@ def run_audit(config: AuditConfig) -> AuditResult:
         try:
             auditor = Auditor(model, opt, workload=w, probes=config.probes, out=config.out, run=i,
                               seed=config.seed + i, full_batch=full_batch, averages=averages,
-                              start_info=run_start_info(config, spec_dict, full_batch))
+                              start_info=run_start_info(config, spec_dict, full_batch),
+                              probe_mode=config.probe_mode, trusted_gradients=True)
             st = train(w, model, opt, auditor, steps=config.steps,
                        batch_size=None if full_batch else config.batch_size,
                        sampling_seed=config.seed + i, lr_at=spec.lr_at)

@@ -662,7 +662,8 @@ class GossipSetup(RankSetup):
             local_batch=None if self.full_batch else config.batch_size // self.world,
             workload=self.workload, probes=config.probes, out=out, run=run,
             seed=config.seed + run, full_batch=self.full_batch, averages=False,
-            start_info=start_info)
+            start_info=start_info, trusted_gradients=True,
+            probe_mode=config.probe_mode)
 
         def train(**kw):
             return train_rank(self.workload, model, opt, auditor, method, **kw)

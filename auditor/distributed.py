@@ -514,6 +514,9 @@ class DistributedAuditor(CollectiveAuditor):
         if KEY.grad_norm in values:
             out[KEY.grad_norm] = gn
             out[KEY.grad_inf_norm] = float(gbar.abs().max()) if gbar.numel() else 0.0
+            raw = values.get(KEY.grad_norm_raw)     # p.grad at observe(): DDP's averaged one
+            if raw is not None:
+                out[KEY.grad_clipped] = 1.0 if gn < raw * (1.0 - 1e-6) else 0.0
         if KEY.effective_lr in values:
             u = out.get(KEY.update_norm)
             out[KEY.effective_lr] = u / gn if (u is not None and gn) else None
@@ -741,7 +744,8 @@ class DDPSetup(RankSetup):
             probes=config.probes, out=out, run=run, seed=config.seed + run,
             full_batch=self.full_batch,
             averages=any(b.quantity.value == "averaged_iterate_gap" for b in selected),
-            start_info=start_info)
+            start_info=start_info, trusted_gradients=True,
+            probe_mode=config.probe_mode)
 
         def train(**kw):
             return train_rank(self.workload, ddp, model, opt, auditor, **kw)

@@ -66,6 +66,7 @@ class AuditRequest:
     extra: Mapping[str, Any] = field(default_factory=dict)
     cwd: str | None = None
     method: MethodRequest = field(default_factory=MethodRequest)
+    probe_mode: str = "train"
 
     @property
     def seed(self) -> int:
@@ -86,7 +87,7 @@ class AuditRequest:
                            assume=dict(self.assume),
                            out=None if self.out is None else Path(self.out),
                            device=self.device, command=self.command,
-                           extra={**dict(self.extra), **extra})
+                           probe_mode=self.probe_mode, extra={**dict(self.extra), **extra})
 
     def to_dict(self) -> dict[str, Any]:
         return {"workload": self.workload.to_dict(), "optimizer": self.optimizer.to_dict(),
@@ -95,7 +96,7 @@ class AuditRequest:
                 "bounds": None if self.bounds is None else list(self.bounds),
                 "assume": dict(self.assume), "out": self.out, "device": self.device,
                 "command": self.command, "extra": dict(self.extra), "cwd": self.cwd,
-                "method": self.method.to_dict()}
+                "method": self.method.to_dict(), "probe_mode": self.probe_mode}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> AuditRequest:
@@ -108,4 +109,5 @@ class AuditRequest:
                    assume=dict(d.get("assume") or {}), out=d.get("out"),
                    device=d.get("device") or "cpu", command=d.get("command"),
                    extra=dict(d.get("extra") or {}), cwd=d.get("cwd"),
-                   method=MethodRequest.from_dict(d.get("method") or {}))
+                   method=MethodRequest.from_dict(d.get("method") or {}),
+                   probe_mode=d.get("probe_mode") or "train")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +43,9 @@ from torch import Tensor, nn
 from ..bounds.errors import ApproxAuditError
 from . import measure as M
 from .measure import Cost
+from .objective import MODES, Objective
 from .observables import KEY
-from .probes import Need, Probe, ProbeContext, make_probes
+from .probes import Probe, ProbeContext, make_probes
 from .trace import TraceWriter
 
 
@@ -185,53 +187,86 @@ def _rows(X: Any) -> int:
     return int(M._leading_dim(X))
 
 
+def _objective(model: nn.Module, workload: Any, loss: Any, loss_fn: Any, mode: str,
+               seed: int | None, batch_size: int | None) -> Objective:
+    """The audited function of an Auditor (one of workload / loss / loss_fn)."""
+    given = [n for n, v in zip("workload= loss= loss_fn=".split(), (workload, loss, loss_fn))
+             if v is not None]
+    if len(given) != 1:
+        raise AuditError("give exactly one of workload=..., loss=... (loss(outputs, targets), "
+                         "the batch mean) or loss_fn=... (loss_fn(model, batch) -> scalar)"
+                         + (f"; got {', '.join(given)}" if given else ""))
+    if mode not in MODES:
+        raise AuditError(f"probe_mode={mode!r}; use 'train' (the function training "
+                         "differentiates) or 'eval' (the eval-mode function)")
+    crn = 0 if seed is None else int(seed)
+    if workload is not None:
+        # the objective of the model actually trained (a fresh copy, not workload.model)
+        return Objective(model, workload.criterion, regularization=workload.regularization,
+                         mode=mode, seed=crn)
+    if loss_fn is not None:
+        return Objective(model, loss_fn=loss_fn, mode=mode, seed=crn)
+    sum_over = batch_size if getattr(loss, "reduction", "mean") == "sum" else None
+    return Objective(model, loss, mode=mode, seed=crn, sum_over=sum_over)
+
+
 class Auditor:
     """Audit the steps of ``optimizer`` on ``model``; see the module docstring.
 
-    Give either ``workload`` (a :class:`~.workloads.Workload`: objective, full data and known
-    facts) or ``loss`` (``loss(outputs, targets)``, the mean over the batch) with ``data=(X, y)``
-    (the full training set, for full-batch checkpoints; optional). ``probes`` is a preset name,
-    a probe list string (``"loss,sharpness@25"``) or a list of :class:`~.probes.Probe`.
-    ``out`` is a folder for ``trace.jsonl`` (``None``: keep records in memory only).
-    The probes evaluate the objective built by :func:`~.measure.functional_loss` (buffers
-    cloned, so an audit never changes BatchNorm's statistics; a loss module with
-    ``reduction='sum'`` refused; a plain loss function must itself return the batch mean).
-    ``full_batch`` says every step uses the whole training set (then minibatch probes measure
-    the objective itself). ``averages`` tracks the averaged iterates some bounds speak of.
+    Give one of ``workload`` (a :class:`~.workloads.Workload`: objective, full data and known
+    facts), ``loss`` (``loss(outputs, targets)``: the batch mean, or a loss module with
+    ``reduction='sum'`` together with ``batch_size=B``, the training batch size) or
+    ``loss_fn`` (``loss_fn(model, batch) -> scalar``, for batches a plain ``model(X)`` does
+    not take), with ``data=(X, y)`` (the full training set, for full-batch checkpoints;
+    optional). ``probes`` is a preset name, a probe list string (``"loss,sharpness@25"``) or a
+    list of :class:`~.probes.Probe`. ``out`` is a folder for ``trace.jsonl`` (``None``: keep
+    records in memory only).
+
+    The probes evaluate one :class:`~.objective.Objective`: ``probe_mode="train"`` (default)
+    is the function training differentiates (train mode, the probe batch's own BatchNorm
+    statistics, dropout with common random numbers so that every comparison within and across
+    steps is of one function), ``"eval"`` the eval-mode function. Buffers are cloned, the
+    modules' flags and torch's generators restored: an audit never changes the model, its
+    BatchNorm statistics or the masks training draws. ``scheduler`` (optional) names the
+    user's learning-rate scheduler in the verdicts; every step's lr is recorded either way.
+    ``full_batch`` says every step uses the whole training set. ``averages`` tracks the
+    averaged iterates some bounds speak of. ``trusted_gradients`` is for the auditor's own
+    loop (:func:`train`): training's loss and gradient are f's own, so probes reuse them.
+    A probe that fails is recorded, warned about and switched off; training goes on.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *,
                  workload: Any = None, loss: Callable[[Tensor, Tensor], Tensor] | None = None,
+                 loss_fn: Callable[[nn.Module, Any], Tensor] | None = None,
                  data: tuple[Any, Any] | None = None, probes: str | list[Probe] = "cheap",
                  out: str | Path | None = None, run: int = 0, seed: int | None = None,
                  full_batch: bool = False, averages: bool = False,
                  f_star: float | None = None, f_lower: float | None = None,
                  optimum: Mapping[str, Tensor] | None = None,
-                 start_info: Mapping[str, Any] | None = None):
-        if workload is None and loss is None:
-            raise AuditError("give workload=... or loss=... (the training loss as "
-                             "loss(outputs, targets))")
+                 start_info: Mapping[str, Any] | None = None, probe_mode: str = "train",
+                 batch_size: int | None = None, scheduler: Any = None,
+                 trusted_gradients: bool = False):
         self.model, self.optimizer = model, optimizer
         self.run, self.seed = run, seed
+        self.f = _objective(model, workload, loss, loss_fn, probe_mode, seed, batch_size)
         if workload is not None:
-            # the objective of the model actually trained (a fresh copy, not workload.model)
-            self.f = M.functional_loss(model, workload.criterion, workload.regularization)
             full_X, full_y = (workload.X, workload.y) if data is None else data
             f_star = workload.f_star if f_star is None else f_star
             f_lower = workload.f_lower if f_lower is None else f_lower
             optimum = workload.optimum if optimum is None else optimum
         else:
-            self.f = M.functional_loss(model, loss)
             full_X, full_y = (None, None) if data is None else data
         self.full_X, self.full_y = full_X, full_y
         self.facts = SimpleNamespace(f_star=f_star, f_lower=f_lower, X=full_X, y=full_y)
         self.optimum = None if optimum is None else dict(optimum)
         self.probes: list[Probe] = make_probes(probes) if isinstance(probes, str) else list(probes)
-        needs = {n for p in self.probes for n in p.needs}
-        if Need.PER_SAMPLE_GRADS in needs:
-            M.check_per_sample_supported(model)
-        if Need.HVP in needs:
-            M.check_curvature_supported(model)
+        self.scheduler = scheduler
+        # training's loss and gradient are f's own only in the auditor's loop (no clipping),
+        # in the mode training uses, and without random layers (other masks than f's)
+        self._grad_exact = bool(trusted_gradients and probe_mode == "train"
+                                and not self.f.stochastic)
+        self._raw_norm: float | None = None
+        self._warned: set[str] = set()
         self._plist = [p for _, p in model.named_parameters() if p.requires_grad]
         self._layout: list[tuple[str, torch.Size, int, int]] = []
         offset = 0
@@ -272,6 +307,7 @@ class Auditor:
                     "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
                     "device": str(next(model.parameters()).device),
                     "f_star": f_star, "f_lower": f_lower,
+                    "objective": self.f.describe(),
                     "probes": [p.describe() for p in self.probes],
                     "wall_time": time.time(), **dict(start_info or {})})
         self._initial_checkpoint()
@@ -296,6 +332,14 @@ class Auditor:
             return torch.zeros(0)
         return torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad.detach()).reshape(-1)
                           for p in self._plist])
+
+    def _grad_norm_now(self) -> float | None:
+        """‖p.grad‖ over the trainable parameters (None before any backward)."""
+        grads = [p.grad.detach() for p in self._plist if p.grad is not None]
+        if not grads:
+            return None
+        norms = torch._foreach_norm(grads)
+        return float(torch.linalg.vector_norm(torch.stack([n.float() for n in norms])))
 
     def _params(self) -> FlatParams:
         return FlatParams(self._flat(), self._layout)
@@ -354,14 +398,23 @@ class Auditor:
         self._emit(rec)
 
     # ------------------------------------------------------------------ the user's calls
-    def observe(self, X: Any, y: Any, loss: Tensor | float) -> bool:
+    def observe(self, X: Any, y: Any = None, loss: Tensor | float | None = None) -> bool:
         """Tell the auditor the batch and the loss of the coming ``optimizer.step()``.
 
+        ``X`` is the batch as the model takes it (a tensor, a tuple of inputs, a dict of
+        keyword inputs; with ``loss_fn=`` the whole batch, and ``y`` may be None). Call it
+        right after ``loss.backward()`` and *before* any gradient clipping: the gradient's
+        norm here is recorded as ``grad_norm_raw``, the one the optimizer receives as
+        ``grad_norm``, and a step whose gradient got shorter in between is a clipped step.
         Returns ``False`` (and records the divergence) when the loss is not finite: stop the
         loop then; the trace keeps every finished step.
         """
         if self.closed:
             raise AuditError("the auditor is closed; create a new one for another run")
+        if loss is None:
+            raise AuditError("observe(X, y, loss): give the step's loss (with loss_fn=..., "
+                             "observe(batch, None, loss))")
+        self._raw_norm = self._grad_norm_now()
         value = float(loss.detach()) if isinstance(loss, Tensor) else float(loss)
         if not math.isfinite(value):
             self._diverge(f"the training loss is {value!r} at step {self.step}")
@@ -411,7 +464,8 @@ class Auditor:
                            full_y=self.full_y, memory=self.memory,
                            start_checkpoint=self._start_checkpoint,
                            flat_before=params_before.flat, flat_after=params_after.flat,
-                           flat_grad=grad_before.flat)
+                           flat_grad=grad_before.flat, grad_exact=self._grad_exact,
+                           grad_norm_raw=self._raw_norm)
         values: dict[str, Any] = {}
         notes: dict[str, str] = {}
         self._prefill(ctx)
@@ -428,6 +482,9 @@ class Auditor:
                 msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 self.probe_errors[probe.name] = f"{type(exc).__name__}: {msg}"
                 notes[probe.name] = f"probe failed and was switched off: {msg}"
+                warnings.warn(f"approx-audit: probe {probe.name!r} failed at step {t} and is "
+                              f"switched off ({type(exc).__name__}: {msg}); training goes on",
+                              RuntimeWarning, stacklevel=2)
                 continue
             if probe.last_notes:
                 notes.update(probe.last_notes)
@@ -494,6 +551,10 @@ class Auditor:
         self.closed = True
         return end
 
+    def _schedule(self, lrs: list) -> str:
+        name = None if self.scheduler is None else type(self.scheduler).__name__
+        return _describe_schedule(name, lrs)
+
     def verdicts(self, *, bounds: list[str] | None = None,
                  assume: Mapping[str, float] | None = None, convex: bool | None = None,
                  f_lower: float | None = None) -> list:
@@ -513,7 +574,7 @@ class Auditor:
         # that to its last value (cosine annealing to eta_min = 0 made it 0, an invalid spec)
         base = next((v for v in lrs if isinstance(v, (int, float)) and v > 0), None)
         spec = spec_from_optimizer(self.optimizer, base)
-        schedule = "constant" if len(set(lrs)) <= 1 else "the user's"
+        schedule = self._schedule(lrs)
         sd = spec.to_dict() | {"symbol_values": spec.symbol_values, "schedule": schedule}
         params = [p for p in self.model.parameters() if p.requires_grad]
         facts = Facts(name="user loop", convex=convex, quadratic=False,
@@ -523,6 +584,16 @@ class Auditor:
                       d=sum(p.numel() for p in params),
                       dtype=str(params[0].dtype).replace("torch.", ""), sampling="user")
         return judge(self.records, facts, sd, bounds=bounds, assume=assume)[0]
+
+
+def _describe_schedule(name: str | None, lrs: list) -> str:
+    """'constant', or the user's schedule by name with the step sizes it produced."""
+    vals = [float(v) for v in lrs if isinstance(v, (int, float))]
+    if len(set(vals)) <= 1:
+        return "constant"
+    who = name or "the user's schedule"
+    return (f"{who}: η_k from {vals[0]:.3g} to {vals[-1]:.3g} (range {min(vals):.3g}–"
+            f"{max(vals):.3g}) over {len(vals)} steps")
 
 
 def train(workload: Any, model: nn.Module, optimizer: torch.optim.Optimizer, auditor: Auditor, *,

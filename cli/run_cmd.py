@@ -23,6 +23,10 @@ from .output import echo_results, summary_table, write_run_reports
               help="Runs with different minibatch orders (expectation bounds need ≥ 2).")
 @click.option("--probes", "-p", default="standard", show_default=True,
               help="cheap, standard, full, or name[@every],… (e.g. loss,sharpness@25).")
+@click.option("--probe-mode", type=click.Choice(["train", "eval"]), default="train",
+              show_default=True,
+              help="The audited function: train (as trained: batch statistics, dropout with "
+                   "common random numbers) or eval (running statistics, no dropout).")
 @click.option("--bounds", "bounds_", help="Bound ids to rule on (default: all matching the "
                                           "optimizer).")
 @click.option("--assume", multiple=True, help="Assert a constant, NAME=VALUE (e.g. L=4); marked "
@@ -60,8 +64,8 @@ from .output import echo_results, summary_table, write_run_reports
                    "recorded in results.json's config.")
 def run(workload, workload_option, model, data, loss, seed, dtype, device, steps, batch_size,
         optimizer, lr, momentum, nesterov, beta1, beta2, eps, alpha, weight_decay, schedule,
-        seeds, probes, bounds_, assume, out, fmt, fail_on, stability_pairs, nproc, method, mixing,
-        local_steps, easgd_alpha, init_spread, init_along, threads):
+        seeds, probes, probe_mode, bounds_, assume, out, fmt, fail_on, stability_pairs, nproc,
+        method, mixing, local_steps, easgd_alpha, init_spread, init_along, threads):
     """Train under audit; write trace.jsonl and results.json into --out; print the verdicts.
 
     \b
@@ -114,7 +118,8 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
         cwd=os.getcwd(),
         method=MethodRequest(name=method, mixing=mixing, local_steps=local_steps,
                              easgd_alpha=easgd_alpha, init_spread=init_spread,
-                             init_along=init_along))
+                             init_along=init_along),
+        probe_mode=probe_mode)
     if nproc > 1:
         check_split(batch_size, w.n, nproc)   # before anything is launched
         check_devices(str(dev), nproc)

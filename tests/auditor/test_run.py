@@ -10,9 +10,16 @@ from approx_audit.auditor.measure import InvalidValueError
 from approx_audit.auditor.run import Auditor
 from approx_audit.auditor.workloads import Workload
 
-# probes that run extra forward passes at x_{t+1} (batch and full data); gradient_noise refuses
-# BatchNorm in train mode, so it is not here
-EXTRA_PASSES = "loss,grad_norm,update_norm,local_smoothness@1,full_batch@1,sharpness@2"
+from approx_audit.auditor.probes import PRESETS
+
+# probes that run extra forward passes at x_{t+1} (batch and full data)
+EXTRA_PASSES = ("loss,grad_norm,update_norm,local_smoothness@1,full_batch@1,sharpness@2,"
+                "gradient_noise@1")
+
+
+def _every_step(preset: str) -> str:
+    """The preset's probes, each due at every step (a 5-step run exercises them all)."""
+    return ",".join(spec.split("@")[0] + "@1" for spec in PRESETS[preset])
 
 
 def _mlp() -> nn.Module:
@@ -24,18 +31,29 @@ def _conv() -> nn.Module:
                          nn.Flatten(), nn.Linear(4 * 5 * 5, 3))
 
 
+def _dropout() -> nn.Module:
+    return nn.Sequential(nn.Linear(6, 8), nn.Dropout(0.3), nn.ReLU(), nn.Linear(8, 3))
+
+
+def _both() -> nn.Module:
+    return nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.2),
+                         nn.Linear(8, 3))
+
+
 def _data(shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(1)
     return torch.randn(32, *shape, generator=gen), torch.randint(0, 3, (32,), generator=gen)
 
 
-def _train(build, shape, *, audit: str | None, use_workload: bool = False, steps: int = 5):
+def _train(build, shape, *, audit: str | None, use_workload: bool = False, steps: int = 5,
+           adam: bool = False):
     """``steps`` SGD steps on fixed minibatches from seed 0; audited when ``audit`` is given."""
     torch.manual_seed(0)
     model = build()
     X, y = _data(shape)
     criterion = nn.CrossEntropyLoss()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt = (torch.optim.Adam(model.parameters(), lr=1e-2) if adam else
+           torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4))
     auditor = None
     if audit is not None:
         if use_workload:
@@ -76,11 +94,50 @@ def test_an_audit_leaves_the_models_state_bit_identical(build, shape, use_worklo
     _assert_bit_identical(plain, audited)
 
 
+@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize("build", [_mlp, _dropout, _both], ids=["batchnorm", "dropout", "both"])
+def test_every_preset_leaves_batchnorm_and_dropout_models_bit_identical(build, preset):
+    """Every probe of every preset, due at every step, on BatchNorm and dropout models: the
+    state_dict (running statistics and num_batches_tracked included) is bit-identical to the
+    unaudited run's. With dropout this also needs the probes to leave torch's generator as
+    training left it (common random numbers in a forked generator): otherwise training would
+    draw other masks after the first probe and the weights would differ."""
+    adam = preset == "full"                     # adam_sharpness needs Adam's state
+    plain = _train(build, (6,), audit=None, adam=adam)
+    audited = _train(build, (6,), audit=_every_step(preset), adam=adam)
+    _assert_bit_identical(plain, audited)
+
+
 def test_a_sum_reduced_loss_module_is_refused_with_the_fix():
     model = _mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(InvalidValueError, match="reduction='mean'"):
+    with pytest.raises(InvalidValueError, match="reduction='sum'.*batch size"):
         Auditor(model, opt, loss=nn.CrossEntropyLoss(reduction="sum"), probes="loss")
+    with pytest.raises(InvalidValueError, match="reduction='none'"):
+        Auditor(model, opt, loss=nn.CrossEntropyLoss(reduction="none"), probes="loss")
+
+
+def test_a_sum_reduced_loss_with_its_batch_size_audits_the_sum_objective():
+    """reduction='sum' with batch_size=B: the function trained is B × the batch mean, and f
+    evaluates it at that scale on any number of rows (a full-data pass measures the same
+    function as a minibatch)."""
+    torch.manual_seed(0)
+    model = _mlp()
+    X, y = _data((6,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    aud = Auditor(model, opt, loss=nn.CrossEntropyLoss(reduction="sum"), data=(X, y),
+                  probes="loss", batch_size=8)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    mean = nn.CrossEntropyLoss()
+    with torch.no_grad():
+        model.train()
+        full = float(aud.f(params, X, y))
+        half = float(aud.f(params, X[:8], y[:8]))
+        assert full == pytest.approx(8 * float(mean(model(X), y)), rel=1e-6)
+        assert half == pytest.approx(float(nn.CrossEntropyLoss(reduction="sum")(model(X[:8]),
+                                                                                y[:8])), rel=1e-6)
+    assert aud.records[0]["objective"]["reduction"] == "sum over a batch of 8"
+    aud.close()
 
 
 def test_a_workload_with_a_sum_reduced_criterion_is_refused():
@@ -89,7 +146,7 @@ def test_a_workload_with_a_sum_reduced_criterion_is_refused():
     w = Workload(name="bn", description="sum", model=model,
                  criterion=nn.CrossEntropyLoss(reduction="sum"), loss_name="ce", X=X, y=y)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(InvalidValueError, match="'sum'"):
+    with pytest.raises(InvalidValueError, match="reduction='sum'"):
         Auditor(model, opt, workload=w, probes="loss")
 
 
@@ -127,31 +184,44 @@ def test_verdicts_under_a_cosine_schedule_read_the_runs_step_sizes(eta_min):
 
 
 def test_a_probe_that_cannot_run_mid_training_is_switched_off_not_raised():
-    """Auditor built after model.eval(), training in train mode: gradient_noise refuses the
-    BatchNorm at its first due step; that used to raise inside opt.step() and kill the user's
-    training (issue 16). Now the probe is switched off with its reason and training goes on."""
-    import torch
-    from torch import nn
-
+    """Auditor built after model.eval(), training in train mode: gradient_noise used to refuse
+    the BatchNorm at its first due step, raising inside opt.step() and killing the user's
+    training (issue 16). Now it measures the train-mode function (microbatch estimator), and a
+    probe that does fail is recorded, warned about once, switched off, and training goes on."""
     from approx_audit.auditor import Auditor
+    from approx_audit.auditor.probes import LossProbe
+
+    class Fails(LossProbe):                 # a probe that breaks at its second run
+        runs = 0
+
+        def _measure(self, ctx):
+            Fails.runs += 1
+            if Fails.runs == 2:
+                raise RuntimeError("simulated failure")
+            return super()._measure(ctx)
 
     torch.manual_seed(0)
     X, y = torch.randn(128, 8), torch.randint(0, 3, (128,))
     model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     model.eval()
-    aud = Auditor(model, opt, loss=nn.functional.cross_entropy, data=(X, y),
-                  probes="loss,gradient_noise@5")
+    probes = [*__import__("approx_audit.auditor.probes", fromlist=["x"]).make_probes(
+        "gradient_noise@5"), Fails(every=1)]
+    aud = Auditor(model, opt, loss=nn.functional.cross_entropy, data=(X, y), probes=probes)
     model.train()
-    for t in range(12):
-        idx = torch.arange(16 * (t % 8), 16 * (t % 8) + 16)
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(model(X[idx]), y[idx])
-        loss.backward()
-        aud.observe(X[idx], y[idx], loss)
-        opt.step()
-    aud.close()
+    with pytest.warns(RuntimeWarning, match="'loss' failed at step 1 and is switched off"):
+        for t in range(12):
+            idx = torch.arange(16 * (t % 8), 16 * (t % 8) + 16)
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(X[idx]), y[idx])
+            loss.backward()
+            aud.observe(X[idx], y[idx], loss)
+            opt.step()
+    end = aud.close()
     steps = [r for r in aud.records if r["record"] == "step"]
-    assert len(steps) == 12
-    noted = [r["notes"]["gradient_noise"] for r in steps if "gradient_noise" in r.get("notes", {})]
-    assert noted and "switched off" in noted[0] and "BatchNorm" in noted[0]
+    assert len(steps) == 12 and Fails.runs == 2            # not called after it failed
+    assert "simulated failure" in steps[1]["notes"]["loss"]
+    assert end["probe_errors"] == {"loss": "RuntimeError: simulated failure"}
+    noise = [r["gradient_noise"] for r in steps if r.get("gradient_noise") is not None]
+    assert len(noise) == 2 and all(v > 0 for v in noise)
+    assert all(r["gradient_noise_microbatch"] == 2.0 for r in steps if "gradient_noise" in r)
