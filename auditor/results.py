@@ -172,6 +172,7 @@ def assemble(config: Mapping[str, Any], description: str, verdicts, extra, statu
         "runs": per_run,
         "lr_series": _lr_series(runs),
         "decentralized": (runs[0].start.get("decentralized") if runs else None),
+        "objective": (runs[0].start.get("objective") if runs else None),
         "gradient_evaluations": costs,
         "provenance": dict(prov),
     }

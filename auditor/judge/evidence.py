@@ -58,8 +58,26 @@ class RunEvidence:
         return "diverged" if self.diverged else "interrupted"
 
     @property
+    def stochastic_layers(self) -> list[str]:
+        """The audited function's random layers (dropout in train mode), from the start
+        record's objective: with them even a full-data step has a random gradient."""
+        return list((self.start.get("objective") or {}).get("stochastic_layers") or ())
+
+    @property
     def full_batch(self) -> bool:
-        return bool(self.start.get("full_batch"))
+        """Every step's gradient is the objective's exact gradient: the whole data *and* no
+        random layer (full-batch SGD with dropout is a stochastic method)."""
+        return bool(self.start.get("full_batch")) and not self.stochastic_layers
+
+    def clipped(self) -> tuple[int, int, float | None, float | None]:
+        """(steps clipped, steps with the flag recorded, largest raw norm of a clipped step,
+        the applied norm there)."""
+        flagged = [r for r in self.steps if r.get(KEY.grad_clipped) is not None]
+        hit = [r for r in flagged if r[KEY.grad_clipped]]
+        if not hit:
+            return 0, len(flagged), None, None
+        top = max(hit, key=lambda r: float(r.get(KEY.grad_norm_raw) or 0.0))
+        return (len(hit), len(flagged), top.get(KEY.grad_norm_raw), top.get(KEY.grad_norm))
 
     @property
     def n_steps(self) -> int:

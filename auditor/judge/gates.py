@@ -85,6 +85,21 @@ def wrong_algorithm(case: Case) -> Stop | None:
     return None
 
 
+def clipped_steps(case: Case) -> Stop | None:
+    """A clipped step is clipped SGD, not the theorem's algorithm: not applicable, saying how
+    many steps and by how much (no catalogue bound analyses gradient clipping yet)."""
+    for r in case.runs:
+        n, seen, raw, applied = r.clipped()
+        if n:
+            how = (f" (‖g‖ up to {raw:.3g} applied as {applied:.3g})"
+                   if raw is not None and applied is not None else "")
+            return Stop(Ruling.NOT_APPLICABLE,
+                        f"gradient clipping: {n} of {seen} steps of run {r.run} were clipped"
+                        f"{how}; the run is clipped {case.spec.get('name', 'SGD')}, which the "
+                        f"bound ({case.bound.algorithm}, unclipped steps) does not cover")
+    return None
+
+
 def deterministic_on_stochastic(case: Case) -> Stop | None:
     b = case.bound
     if b.expectation is False and not case.full_batch and b.quantity not in PATHWISE:
@@ -126,7 +141,8 @@ def failing_condition(case: Case) -> Stop | None:
 
 
 GATES: tuple[Callable[[Case], Stop | None], ...] = (
-    bad_run, lower_bound, wrong_algorithm, deterministic_on_stochastic, other_step_rule,
+    bad_run, lower_bound, wrong_algorithm, clipped_steps, deterministic_on_stochastic,
+    other_step_rule,
     refuted_assumption, conflicting_constant, failing_condition)
 
 

@@ -108,9 +108,34 @@ def conclude(case: Case, inst: Instantiation, s: Samples, pred: np.ndarray,
     c = compare(s, pred, case.facts.dtype)
     unchecked = [a["id"] for a in case.assumptions if a["status"] in ("unknown", "assumed")]
     ruling, reason = decide(case.bound, s, c, doubts_of(inst, case.conditions), unchecked)
-    return Verdict(verdict=ruling, reason=reason, caveats=caveats_of(inst, case.conditions, s),
+    base = dict(base)
+    caveats = tuple(base.pop("caveats", ())) + caveats_of(inst, case.conditions, s)
+    return Verdict(verdict=ruling, reason=reason, caveats=caveats,
                    series=c.series, looseness=c.looseness, worst=c.worst, observed_kind=s.kind,
                    **base)
+
+
+def run_caveats(runs: Sequence[RunEvidence], schedule: str) -> tuple[str, ...]:
+    """What every verdict on these runs should say about how they were trained and measured:
+    the step-size schedule, clipped steps, random layers, the audited function's mode."""
+    out = []
+    if schedule not in ("constant", None):
+        out.append(f"step sizes: {schedule} (every step's η is in the trace)")
+    for r in runs:
+        n, seen, raw, applied = r.clipped()
+        if n:
+            out.append(f"gradient clipping: {n} of {seen} steps of run {r.run} clipped "
+                       f"(largest ‖g‖ {raw:.3g} → {applied:.3g})")
+    objective = (runs[0].start.get("objective") or {}) if runs else {}
+    layers = sorted({x for r in runs for x in r.stochastic_layers})
+    if layers:
+        out.append(f"random layers ({layers[0]}{' and more' if len(layers) > 1 else ''}): "
+                   "the gradients are stochastic even on the full data; probes compare one draw "
+                   "f(·; ξ) (common random numbers)")
+    if objective.get("mode") == "eval":
+        out.append("audited function: the eval-mode objective (running statistics, no "
+                   "dropout), not the one training differentiates")
+    return tuple(out)
 
 
 def rule(bound: Bound, runs: Sequence[RunEvidence], facts: Facts, spec: Mapping[str, Any],
@@ -119,7 +144,8 @@ def rule(bound: Bound, runs: Sequence[RunEvidence], facts: Facts, spec: Mapping[
     """The verdict for one bound over the runs of one configuration (one run per seed)."""
     case = open_case(bound, runs, facts, spec, hyper, consts, lrs, schedule)
     base: dict[str, Any] = {"bound": bound, "hyperparameters": dict(hyper),
-                            "conditions": case.conditions, "assumptions": case.assumptions}
+                            "conditions": case.conditions, "assumptions": case.assumptions,
+                            "caveats": run_caveats(runs, schedule)}
     stop = first_stop(case)
     if stop is not None:
         return Verdict(verdict=stop.ruling, reason=stop.reason, **base)
@@ -142,6 +168,9 @@ def judge(records: list[dict[str, Any]], facts: Facts, spec: Mapping[str, Any], 
     """Verdicts and the constants table from trace records (also for a re-render)."""
     runs = runs_from_records(records)
     full_batch = bool(runs) and all(r.full_batch for r in runs)
+    random_layers = sorted({layer for r in runs for layer in r.stochastic_layers})
+    if random_layers:
+        spec = {**spec, "random_layers": random_layers}
     consts = collect_constants(runs, facts, assume)
     hyper = hyper_values(spec)
     lrs = runs[0].lrs() if runs else []

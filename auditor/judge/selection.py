@@ -48,8 +48,14 @@ def algorithm_of(spec: Mapping[str, Any], full_batch: bool) -> tuple[str | None,
             if not full_batch:
                 return None, "stochastic heavy ball has no bound in the catalogue"
             return "heavy_ball", "full-batch SGD with momentum is Polyak's heavy ball"
-        return ("gd", "full-batch SGD is gradient descent") if full_batch else (
-            "sgd", "minibatch SGD with i.i.d. samples")
+        if full_batch:
+            return "gd", "full-batch SGD is gradient descent"
+        layers = spec.get("random_layers")
+        if layers:
+            return "sgd", (f"SGD whose gradients are random through {layers[0]}"
+                           f"{' and more' if len(layers) > 1 else ''} (dropout draws a mask at "
+                           "every step, even on the full data)")
+        return "sgd", "minibatch SGD with i.i.d. samples"
     if name.startswith("defossez-"):
         return name.split("-", 1)[1], "the algorithm of Défossez et al. (2022), implemented exactly"
     if name in ("adam", "adamw", "rmsprop", "adagrad"):

@@ -192,6 +192,7 @@ def report_context(results: Mapping[str, Any], *, compare: Mapping[str, Any] | N
         "verdicts": _verdict_rows(results), "probes": _probe_rows(results),
         "no_bound_reason": None if results.get("verdicts") else why_no_bound(
             opt, bool(results.get("full_batch"))),
+        "objective": _objective_line(results.get("objective")),
         "constants": _constant_rows(results), "conditions": _failed_conditions(results),
         "plots": _plots(results, compare) if with_plots else no_plots(),
         "compare": compare,
@@ -213,6 +214,27 @@ def report_context(results: Mapping[str, Any], *, compare: Mapping[str, Any] | N
         "redacted": bool(results.get("redacted")),
         "plot_dir": PLOT_DIR,
     }
+
+
+def _objective_line(obj: Mapping[str, Any] | None) -> str | None:
+    """One sentence: which function the probes measured (results.json's ``objective``)."""
+    if not obj:
+        return None
+    mode = obj.get("mode")
+    what = {"train": "the training objective as trained (train mode)",
+            "eval": "the eval-mode objective (running statistics, no dropout)"}.get(
+        mode, "the objective with each module's mode as it was")
+    parts = [f"Audited function: {what}; inputs {obj.get('inputs')}, reduction "
+             f"{obj.get('reduction')}; buffers {obj.get('buffers')}."]
+    if obj.get("coupling_layers"):
+        parts.append(f"Layers coupling the samples ({', '.join(obj['coupling_layers'])}) "
+                     "normalize with the probe batch's own statistics; gradient noise from "
+                     "microbatches.")
+    if obj.get("stochastic_layers"):
+        parts.append(f"Random layers ({', '.join(obj['stochastic_layers'])}): every probe "
+                     "comparison uses common random numbers (one fixed draw); gradients are "
+                     "stochastic even on the full data.")
+    return " ".join(parts)
 
 
 def _stability_context(st: Mapping[str, Any] | None) -> dict[str, Any] | None:
