@@ -226,6 +226,7 @@ class CollectiveAuditor(Auditor):
     be gone, so ``close`` makes no collective any more (``_collectives``)."""
 
     _collectives = True
+    _repeat_check = False
 
     def close(self, status: str | None = None, message: str | None = None) -> dict[str, Any]:
         if status in ("error", "interrupted"):

@@ -468,6 +468,8 @@ class Auditor:
                            grad_norm_raw=self._raw_norm)
         values: dict[str, Any] = {}
         notes: dict[str, str] = {}
+        if t == 0 and self._repeat_check:
+            self._check_repeatable(ctx, notes)
         self._prefill(ctx)
         for probe in self.probes:
             if probe.name in self.probe_errors or not probe.due(t):
@@ -510,6 +512,31 @@ class Auditor:
         finite = math.isfinite(u) if u is not None else bool(torch.isfinite(params_after.flat).all())
         if not finite:
             self._diverge(f"the parameters are not finite after step {t}")
+
+    # the multi-process auditors skip it: a rank switching probes off alone would desynchronize
+    # their collectives
+    _repeat_check = True
+
+    def _check_repeatable(self, ctx: ProbeContext, notes: dict[str, str]) -> None:
+        """f twice at x_0 on the first batch (2 forwards, once per run): common random numbers
+        make it one function unless a layer draws random numbers outside torch's generators
+        (numpy, Python's random, a nondeterministic kernel). Then every probe comparing
+        evaluations would measure noise: those probes are switched off, with the reason."""
+        with torch.no_grad():
+            a = float(self.f(ctx.params_before, ctx.X, ctx.y))
+            b = float(self.f(ctx.params_before, ctx.X, ctx.y))
+        self.costs.add_probe("checks", Cost(forward=2))
+        if a == b or abs(a - b) <= 1e-5 * max(abs(a), abs(b), 1e-12) or not math.isfinite(a):
+            return
+        why = (f"the loss at the same point, batch and random numbers differs between two "
+               f"evaluations ({a!r} vs {b!r}): a layer draws random numbers outside torch's "
+               "generators, so comparisons of f would measure noise")
+        for probe in self.probes:
+            if not probe.free and probe.name not in self.probe_errors:
+                self.probe_errors[probe.name] = f"UnsupportedLayerError: {why}"
+                notes[probe.name] = f"probe switched off: {why}"
+        warnings.warn(f"approx-audit: {why}; the probes that compare evaluations are switched "
+                      "off", RuntimeWarning, stacklevel=3)
 
     def _combine_step_values(self, values: dict[str, Any], notes: dict[str, str],
                              ctx: ProbeContext) -> tuple[dict[str, Any], dict[str, str]]:

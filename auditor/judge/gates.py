@@ -78,7 +78,9 @@ def lower_bound(case: Case) -> Stop | None:
 
 
 def wrong_algorithm(case: Case) -> Stop | None:
-    algo, why = algorithm_of(case.spec, case.full_batch)
+    layers = sorted({x for r in case.runs for x in r.stochastic_layers})
+    spec = {**case.spec, "random_layers": layers} if layers else case.spec
+    algo, why = algorithm_of(spec, case.full_batch)
     if algo != case.bound.algorithm:
         return Stop(Ruling.NOT_APPLICABLE, f"the bound is for {case.bound.algorithm}; this run "
                                            f"is {algo or case.spec['name']}: {why}")

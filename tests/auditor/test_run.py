@@ -225,3 +225,71 @@ def test_a_probe_that_cannot_run_mid_training_is_switched_off_not_raised():
     noise = [r["gradient_noise"] for r in steps if r.get("gradient_noise") is not None]
     assert len(noise) == 2 and all(v > 0 for v in noise)
     assert all(r["gradient_noise_microbatch"] == 2.0 for r in steps if "gradient_noise" in r)
+
+
+def test_a_layer_with_its_own_random_numbers_switches_the_comparing_probes_off():
+    """Randomness outside torch's generators cannot be fixed by common random numbers: the
+    first step's repeatability check finds it, names why, and switches off the probes that
+    compare evaluations (never a silently wrong number); the free probes and training go on."""
+    import random
+
+    class PyRandomNoise(nn.Module):
+        def forward(self, x):
+            return x * (1.0 + 0.1 * random.random())
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), PyRandomNoise(), nn.ReLU(), nn.Linear(8, 3))
+    X, y = _data((6,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    aud = Auditor(model, opt, loss=nn.CrossEntropyLoss(), data=(X, y),
+                  probes="loss,grad_norm,local_smoothness@1,sharpness@2")
+    with pytest.warns(RuntimeWarning, match="outside torch's generators"):
+        for t in range(3):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(X[:8]), y[:8])
+            loss.backward()
+            aud.observe(X[:8], y[:8], loss)
+            opt.step()
+    end = aud.close()
+    assert set(end["probe_errors"]) == {"local_smoothness", "sharpness"}
+    steps = [r for r in aud.records if r["record"] == "step"]
+    assert all(r.get("local_smoothness") is None for r in steps)
+    assert all(r["loss"] is not None for r in steps)
+
+
+def test_hugging_face_style_dict_batches_through_the_standard_probes():
+    """A model taking keyword inputs (input_ids, attention_mask) with dict batches: every
+    standard probe runs (per-example gradients vmap over the dict's tensors)."""
+    class Kw(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(13, 8)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, input_ids, attention_mask):
+            h = self.emb(input_ids) * attention_mask.unsqueeze(-1)
+            return self.head(h.sum(1) / attention_mask.sum(1, keepdim=True).clamp(min=1))
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    data = {"input_ids": torch.randint(0, 13, (64, 5), generator=g),
+            "attention_mask": (torch.rand(64, 5, generator=g) > 0.3).float()}
+    labels = torch.randint(0, 3, (64,), generator=g)
+    model = Kw()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    aud = Auditor(model, opt, loss=nn.functional.cross_entropy, data=(data, labels),
+                  probes="loss,grad_norm,local_smoothness@2,full_batch@2,gradient_noise@2,"
+                         "sharpness@4")
+    for t in range(4):
+        idx = torch.arange(16 * t, 16 * t + 16)
+        batch = {k: v[idx] for k, v in data.items()}
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(**batch), labels[idx])
+        loss.backward()
+        aud.observe(batch, labels[idx], loss)
+        opt.step()
+    end = aud.close()
+    assert end["probe_errors"] == {}
+    steps = [r for r in aud.records if r["record"] == "step"]
+    assert steps[1]["gradient_noise_microbatch"] == 1.0 and steps[1]["gradient_noise"] > 0
+    assert steps[3]["sharpness"] > 0 and steps[1]["full_loss"] > 0

@@ -57,6 +57,24 @@ def test_examples_complete_with_the_default_probes(name, tmp_path, monkeypatch):
         assert set(noise) == {1.0}                  # exact per-example gradients
 
 
+@pytest.mark.parametrize("name", list(CASES))
+def test_examples_complete_with_the_full_preset(name, tmp_path, monkeypatch):
+    """The full preset (every probe, sharpness and adam_sharpness@50) on the three models."""
+    monkeypatch.chdir(ROOT)
+    loss, opt = CASES[name]
+    out = tmp_path / name
+    r = CliRunner().invoke(cli, ["run", "--model", f"examples.{name}:model", "--data",
+                                 f"examples.{name}:data", "--loss", loss, *opt, "-B", "64",
+                                 "--steps", "50", "--probes", "full", "--out", str(out)])
+    assert r.exit_code in (0, 1), r.output
+    res = json.loads((out / "results.json").read_text())
+    assert res["status"] == "completed" and res["runs"][0]["probe_errors"] == {}
+    last = [x for x in read_trace(out / "trace.jsonl") if x["record"] == "step"][-1]
+    assert last["sharpness"] > 0 and last["local_smoothness"] > 0
+    if name == "transformer":                       # AdamW: Adam's preconditioned sharpness
+        assert last["adam_sharpness"] > 0
+
+
 def test_the_readme_shows_each_example_command():
     readme = (ROOT / "README.md").read_text()
     for name, (loss, opt) in CASES.items():

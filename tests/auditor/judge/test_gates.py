@@ -44,3 +44,38 @@ def test_step_rule():
     assert check_step_rule(beck, {"eta": 0.5}, {}, [0.5] * 5, "constant") is None
     assert "this run used 0.4" in check_step_rule(beck, {"eta": 0.5}, {}, [0.4] * 5, "constant")
     assert check_step_rule(beck, {"eta": 0.5}, {}, [], "constant") is None
+
+
+# --------------------------------------------------------------------------- issue 16
+
+def test_clipped_steps_make_every_unclipped_bound_not_applicable_with_the_numbers():
+    recs = E.gd_run(lambda k: 1.0 / (k + 1))
+    steps = [r for r in recs if r["record"] == "step"]
+    for i, r in enumerate(steps):
+        r.update(grad_norm_raw=2.0 + i, grad_clipped=float(i % 4 == 0), grad_norm=1.0)
+    stop = first_stop(case(recs))
+    assert stop.ruling is Ruling.NOT_APPLICABLE
+    assert "gradient clipping: 5 of 20 steps of run 0 were clipped" in stop.reason
+    assert "up to 18 applied as 1" in stop.reason          # the largest clipped raw norm
+    for r in steps:
+        r["grad_clipped"] = 0.0
+    assert first_stop(case(recs)) is None                  # unclipped: accepted again
+
+
+def test_dropout_makes_a_full_batch_run_stochastic():
+    """Full-batch SGD on a model with dropout is not gradient descent: the mask is random at
+    every step. The GD bound is for another algorithm, and path maxima of L from one draw are
+    estimates, not certain lower bounds."""
+    recs = E.gd_run(lambda k: 1.0 / (k + 1), step_extra={"full_smoothness": 0.7})
+    recs[0]["objective"] = {"mode": "train", "stochastic_layers": ["model.2 (Dropout, p=0.1)"]}
+    c = case(recs, facts=E.facts(constants={}))
+    assert not c.full_batch
+    stop = first_stop(c)
+    assert stop.ruling is Ruling.NOT_APPLICABLE and "random through model.2" in stop.reason
+    runs = runs_from_records(recs)
+    L = collect_constants(runs, E.facts(constants={}))["L"]
+    assert L.lo is None and all(e.kind == "estimate" for e in L.estimates)
+    recs[0]["objective"]["stochastic_layers"] = []
+    assert case(recs, facts=E.facts(constants={})).full_batch
+    L = collect_constants(runs_from_records(recs), E.facts(constants={}))["L"]
+    assert L.lo == pytest.approx(0.7)
