@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -62,10 +63,21 @@ from .output import echo_results, summary_table, write_run_reports
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch CPU threads (default: $OMP_NUM_THREADS, else min(4, cores)); "
                    "recorded in results.json's config.")
+# --tensorboard, --wandb-project, --quiet: the sinks of auditor/sinks.py (issue 20)
+@click.option("--tensorboard", "tensorboard_dir",
+              type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write TensorBoard event files of the audit into DIR (one sub-folder "
+                   "per seed, the verdicts in DIR/verdicts; needs approx-audit[tensorboard]).")
+@click.option("--wandb-project", default=None,
+              help="Also log the audit to this Weights & Biases project (needs "
+                   "approx-audit[wandb]).")
+@click.option("--quiet", is_flag=True,
+              help="No progress bar (shown by default when stderr is a terminal).")
 def run(workload, workload_option, model, data, loss, seed, dtype, device, steps, batch_size,
         optimizer, lr, momentum, nesterov, beta1, beta2, eps, alpha, weight_decay, schedule,
         seeds, probes, probe_mode, bounds_, assume, out, fmt, fail_on, stability_pairs, nproc,
-        method, mixing, local_steps, easgd_alpha, init_spread, init_along, threads):
+        method, mixing, local_steps, easgd_alpha, init_spread, init_along, threads,
+        tensorboard_dir, wandb_project, quiet):
     """Train under audit; write trace.jsonl and results.json into --out; print the verdicts.
 
     \b
@@ -84,6 +96,7 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
     from ..auditor.request import AuditRequest, MethodRequest
 
     check_split(batch_size, None, nproc)      # --nproc 0: one-line error, exit 2
+    _check_sink_options(nproc, tensorboard_dir, wandb_project)
     method = check_method_options(method, nproc, mixing, local_steps, easgd_alpha, init_spread,
                                   init_along)
     spec = optimizer_spec(optimizer, lr, momentum, nesterov, beta1, beta2, eps, alpha,
@@ -127,8 +140,9 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
         return _run_distributed(request, w.name, nproc, fmt, fail_on)
     click.echo(f"auditing {w.name} with {spec.label()} on {dev}: {steps} steps × {seeds} "
                f"seed(s), probes {probes} → {out}", err=True)
+    sinks = _build_sinks(steps, seeds, tensorboard_dir, wandb_project, quiet)
     try:
-        result = run_audit(request.audit_config(w))
+        result = run_audit(dataclasses.replace(request.audit_config(w), sinks=sinks))
     except KeyboardInterrupt as exc:
         result = getattr(exc, "audit_result", None)
         if result is None:
@@ -137,11 +151,49 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
         result = getattr(exc, "audit_result", None)
         if result is None:
             raise
+    finally:
+        _close_sinks(sinks)
     if stability_pairs and result.status == "completed":
         _add_stability(result, w, spec, steps, batch_size, stability_pairs, seed, assumed, out,
                        dev)
     echo_results(result.results, out, fmt, write_run_reports(result.results, out, fmt))
     sys.exit(exit_code_for(result.status, result.counts, fail_on))
+
+
+def _check_sink_options(nproc: int, tensorboard_dir, wandb_project) -> None:
+    """The sinks follow one process's records: refuse them with --nproc > 1 before any work."""
+    from ..bounds.errors import InvalidValueError
+
+    if nproc > 1 and (tensorboard_dir is not None or wandb_project is not None):
+        which = "--tensorboard" if tensorboard_dir is not None else "--wandb-project"
+        raise InvalidValueError(f"{which} works with one process for now, not --nproc {nproc}; "
+                                "drop it or use --nproc 1")
+
+
+def _build_sinks(steps: int, seeds: int, tensorboard_dir, wandb_project, quiet: bool) -> list:
+    """The sinks the options ask for (a missing package: one-line error, exit 2); the
+    progress bar unless --quiet (it draws only when stderr is a terminal)."""
+    from ..auditor.sinks import ProgressSink, TensorBoardSink, WandbSink
+
+    sinks: list = []
+    if tensorboard_dir is not None:
+        sinks.append(TensorBoardSink(tensorboard_dir))
+    if wandb_project is not None:
+        sinks.append(WandbSink(project=wandb_project))
+    if not quiet:
+        sinks.append(ProgressSink(steps, runs=seeds))
+    return sinks
+
+
+def _close_sinks(sinks: list) -> None:
+    """Close every sink (idempotent; the audit may have closed them); one that fails is a
+    note, never a lost result."""
+    for sink in sinks:
+        try:
+            sink.close()
+        except Exception as exc:  # noqa: BLE001 - results.json is already written
+            click.echo(f"note: the {type(sink).__name__} sink failed to close: "
+                       f"{type(exc).__name__}: {exc}", err=True)
 
 
 def _method_extra(method, nproc, mixing, local_steps, easgd_alpha, init_spread,
