@@ -41,6 +41,9 @@ class AuditConfig:
     probe_mode: str = "train"           # the audited function: train-mode or eval-mode
     command: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # where the records also go (auditor/sinks.py: TensorBoard, W&B, a progress bar); objects,
+    # not configuration: never in to_dict
+    sinks: list = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         w = self.workload
@@ -105,6 +108,20 @@ def finish_results(config: AuditConfig, spec_dict: Mapping[str, Any], records, s
     return verdicts, results
 
 
+def _finish_sinks(sinks, verdicts, step: int) -> None:
+    """The verdicts to every sink, then close them; a failing sink never loses the results."""
+    import warnings
+
+    for sink in sinks:
+        for call in (lambda: sink.verdicts([v.to_dict() for v in verdicts], step), sink.close):
+            try:
+                call()
+            except Exception as exc:  # noqa: BLE001 - results.json is what matters
+                warnings.warn(f"approx-audit: the {type(sink).__name__} sink failed "
+                              f"({type(exc).__name__}: {exc})", RuntimeWarning, stacklevel=2)
+                break
+
+
 def run_audit(config: AuditConfig) -> AuditResult:
     """Run every seed, rule on the bounds, write ``results.json`` into ``config.out``."""
     w, spec = config.workload, config.optimizer
@@ -130,7 +147,8 @@ def run_audit(config: AuditConfig) -> AuditResult:
             auditor = Auditor(model, opt, workload=w, probes=config.probes, out=config.out, run=i,
                               seed=config.seed + i, full_batch=full_batch, averages=averages,
                               start_info=run_start_info(config, spec_dict, full_batch),
-                              probe_mode=config.probe_mode, trusted_gradients=True)
+                              probe_mode=config.probe_mode, trusted_gradients=True,
+                              sinks=config.sinks)
             st = train(w, model, opt, auditor, steps=config.steps,
                        batch_size=None if full_batch else config.batch_size,
                        sampling_seed=config.seed + i, lr_at=spec.lr_at)
@@ -161,6 +179,7 @@ def run_audit(config: AuditConfig) -> AuditResult:
         if interrupt is not None:
             break
     verdicts, results = finish_results(config, spec_dict, records, status, message, started)
+    _finish_sinks(config.sinks, verdicts, len(records))
     if config.out is not None:
         write_json_atomic(config.out / "results.json", results)
     result = AuditResult(status, verdicts, results, message)

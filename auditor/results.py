@@ -209,8 +209,14 @@ def results_from_trace(path: str | Path) -> dict[str, Any]:
                                "it was not written by approx-audit run")
     start = starts[0]
     facts = Facts.from_dict(start["facts"])
-    config = start["config"]
-    spec = start["optimizer"]
+    last_end = next((r for r in reversed(records) if r["record"] == "end"), {})
+    # a user's loop (Auditor) knows its schedule and length only at the end: its end record
+    # carries the final spec and configuration
+    config = dict(last_end.get("config") or start["config"])
+    spec = last_end.get("optimizer") or start["optimizer"]
+    n_steps = sum(r["record"] == "step" for r in records)
+    if not config.get("steps"):
+        config["steps"] = max(1, n_steps)
     verdicts, extra = judge(records, facts, spec, bounds=config.get("bounds"),
                             assume=config.get("assume") or {})
     ends = [r for r in records if r["record"] == "end"]

@@ -187,6 +187,16 @@ def _rows(X: Any) -> int:
     return int(M._leading_dim(X))
 
 
+def _layout_of(model: nn.Module) -> list[tuple[str, torch.Size, int, int]]:
+    """(name, shape, start, stop) of each trainable parameter in one flat vector."""
+    layout, offset = [], 0
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            layout.append((name, p.shape, offset, offset + p.numel()))
+            offset += p.numel()
+    return layout
+
+
 def _objective(model: nn.Module, workload: Any, loss: Any, loss_fn: Any, mode: str,
                seed: int | None, batch_size: int | None) -> Objective:
     """The audited function of an Auditor (one of workload / loss / loss_fn)."""
@@ -245,7 +255,7 @@ class Auditor:
                  optimum: Mapping[str, Tensor] | None = None,
                  start_info: Mapping[str, Any] | None = None, probe_mode: str = "train",
                  batch_size: int | None = None, scheduler: Any = None,
-                 trusted_gradients: bool = False):
+                 trusted_gradients: bool = False, sinks: Any = None):
         self.model, self.optimizer = model, optimizer
         self.run, self.seed = run, seed
         self.f = _objective(model, workload, loss, loss_fn, probe_mode, seed, batch_size)
@@ -267,21 +277,14 @@ class Auditor:
                                 and not self.f.stochastic)
         self._raw_norm: float | None = None
         self._warned: set[str] = set()
+        self._in_step = False
+        self._pending: FlatParams | None = None
+        self.probe_spec = probes if isinstance(probes, str) else ",".join(
+            f"{p.name}@{p.every}" for p in probes)
+        self.sinks = list(sinks or ())
         self._plist = [p for _, p in model.named_parameters() if p.requires_grad]
-        self._layout: list[tuple[str, torch.Size, int, int]] = []
-        offset = 0
-        for name, p in model.named_parameters():
-            if p.requires_grad:
-                self._layout.append((name, p.shape, offset, offset + p.numel()))
-                offset += p.numel()
-        self._opt_flat = None
-        if optimum is not None:
-            try:
-                ref = self._plist[0] if self._plist else None
-                self._opt_flat = torch.cat([optimum[n].to(ref).reshape(-1)
-                                            for n, *_ in self._layout])
-            except (KeyError, RuntimeError):
-                self._opt_flat = None
+        self._layout = _layout_of(model)
+        self._opt_flat = self._flat_optimum(optimum)
         self.full_batch = bool(full_batch)
         self.averages = bool(averages)
         self.memory: dict[str, Any] = {}
@@ -299,6 +302,7 @@ class Auditor:
         self._sum: dict[str, Tensor] | None = None
         self._wsum: dict[str, Tensor] | None = None
         self._last_checkpoint_k: int | None = None
+        self.out = None if out is None else Path(out)
         self.writer = None if out is None else TraceWriter(Path(out) / "trace.jsonl")
         self._sigint = _SigintGuard()
         self._emit({"record": "start", "seed": seed, "full_batch": self.full_batch,
@@ -309,10 +313,32 @@ class Auditor:
                     "f_star": f_star, "f_lower": f_lower,
                     "objective": self.f.describe(),
                     "probes": [p.describe() for p in self.probes],
-                    "wall_time": time.time(), **dict(start_info or {})})
+                    "wall_time": time.time(),
+                    **(dict(start_info) if start_info is not None else self._loop_info())})
         self._initial_checkpoint()
         self._hooks = [optimizer.register_step_pre_hook(self._before_step),
                        optimizer.register_step_post_hook(self._after_step)]
+
+    def _loop_info(self) -> dict[str, Any]:
+        """A user's loop's start record: the facts, configuration and spec as known now (the
+        end record has the final ones), so that the trace alone can be judged again."""
+        from .finish import loop_config, loop_facts, loop_spec
+
+        facts = loop_facts(self)
+        return {"facts": {**facts.to_dict(), "description": f"{type(self.model).__name__} in "
+                          "the user's own loop"},
+                "config": loop_config(self, out=self.out), "optimizer": loop_spec(self),
+                "api": True}
+
+    def _flat_optimum(self, optimum: Mapping[str, Tensor] | None) -> Tensor | None:
+        """The known optimum as one vector in the parameters' order (None if it does not fit)."""
+        if optimum is None:
+            return None
+        try:
+            ref = self._plist[0] if self._plist else None
+            return torch.cat([optimum[n].to(ref).reshape(-1) for n, *_ in self._layout])
+        except (KeyError, RuntimeError):
+            return None
 
     # ------------------------------------------------------------------ records
     def _emit(self, record: dict[str, Any]) -> None:
@@ -320,6 +346,20 @@ class Auditor:
         self.records.append(record)
         if self.writer is not None:
             self.writer.write(record)
+        for sink in list(self.sinks):
+            self._to_sink(sink, "write", record)
+
+    def _to_sink(self, sink: Any, method: str, *args: Any) -> None:
+        """A sink (TensorBoard, W&B, a progress bar) never breaks the training: a failing one
+        is warned about once and dropped."""
+        try:
+            getattr(sink, method)(*args)
+        except Exception as exc:  # noqa: BLE001 - the user's training goes on
+            if sink in self.sinks:
+                self.sinks.remove(sink)
+            warnings.warn(f"approx-audit: the {type(sink).__name__} sink failed "
+                          f"({type(exc).__name__}: {exc}) and is dropped", RuntimeWarning,
+                          stacklevel=3)
 
     def _flat(self) -> Tensor:
         """An independent copy of all trainable parameters as one vector."""
@@ -414,12 +454,29 @@ class Auditor:
         if loss is None:
             raise AuditError("observe(X, y, loss): give the step's loss (with loss_fn=..., "
                              "observe(batch, None, loss))")
+        if self._in_step:
+            return self._observe_in_step(X, y, loss)
         self._raw_norm = self._grad_norm_now()
         value = float(loss.detach()) if isinstance(loss, Tensor) else float(loss)
         if not math.isfinite(value):
             self._diverge(f"the training loss is {value!r} at step {self.step}")
             return False
         self._batch = (X, y, value)
+        return True
+
+    def _observe_in_step(self, X: Any, y: Any, loss: Tensor | float) -> bool:
+        """observe() from a closure inside optimizer.step(): the first call of the step is the
+        evaluation at x_t (its gradient is snapshotted now); later calls (LBFGS's line
+        search, SAM's second pass) are other points and are not the step's."""
+        value = float(loss.detach()) if isinstance(loss, Tensor) else float(loss)
+        if self._pending is None or self._batch is not None:
+            return math.isfinite(value)
+        if not math.isfinite(value):
+            self._diverge(f"the training loss is {value!r} at step {self.step}")
+            return False
+        self._raw_norm = self._grad_norm_now()
+        self._batch = (X, y, value)
+        self._before = (self._pending, FlatParams(self._flat_grad(), self._layout))
         return True
 
     def _diverge(self, message: str) -> None:
@@ -431,12 +488,15 @@ class Auditor:
     def _before_step(self, optimizer, args, kwargs) -> None:
         if self.diverged:
             return
-        if self._batch is None:
-            raise AuditError("optimizer.step() ran without auditor.observe(X, y, loss) for this "
-                             "step; call it after loss.backward()")
         params = self._params()
-        grads = FlatParams(self._flat_grad(), self._layout)
-        self._before = (params, grads)
+        self._in_step = True
+        if self._batch is None:
+            # a closure (LBFGS, SAM, Lightning's automatic optimization) runs the forward and
+            # backward inside step(): x_t is taken now, the gradient when observe() is called
+            # from the closure (the first call of the step: the evaluation at x_t)
+            self._pending = params
+        else:
+            self._before = (params, FlatParams(self._flat_grad(), self._layout))
         if self.averages:
             if self._sum is None:
                 self._sum = torch.zeros_like(params.flat)
@@ -444,8 +504,27 @@ class Auditor:
             self._sum.add_(params.flat)   # x_t enters both sums; weight t + 1 in the weighted one
             self._wsum.add_(params.flat, alpha=float(self.step + 1))
 
+    def _unaudited_step(self, optimizer) -> None:
+        """A step nobody reported (no observe() before it or in its closure): recorded with
+        its step size as unaudited, never an error that stops the user's training."""
+        t = self.step
+        if "unaudited" not in self._warned:
+            self._warned.add("unaudited")
+            warnings.warn(f"approx-audit: optimizer.step() {t} ran without auditor.observe(X, y, "
+                          "loss) before it or in its closure; it is recorded as unaudited",
+                          RuntimeWarning, stacklevel=3)
+        self.costs.train_steps += 1
+        with self._sigint:
+            self._emit({"record": "step", "step": t, "k": t + 1, "unaudited": True,
+                        "lr": float(optimizer.param_groups[0].get("lr", float("nan")))})
+            self.step += 1
+
     def _after_step(self, optimizer, args, kwargs) -> None:
-        if self.diverged or self._before is None:
+        self._in_step, self._pending = False, None
+        if self.diverged:
+            return
+        if self._before is None:
+            self._unaudited_step(optimizer)
             return
         X, y, loss_value = self._batch
         params_before, grad_before = self._before
@@ -571,6 +650,12 @@ class Auditor:
         end = {"record": "end", "status": status, "steps": self.step, "message": message,
                "probe_errors": dict(self.probe_errors), "costs": self.costs.as_dict(),
                "seconds": time.perf_counter() - self._t0}
+        if self.records and self.records[0].get("api"):
+            from .finish import loop_config, loop_spec
+
+            # the spec and configuration as the run ended (first step size, the schedule,
+            # clipping), for a rebuild of results.json from the trace alone
+            end.update(optimizer=loop_spec(self), config=loop_config(self, out=self.out))
         self._emit(end)
         if self.writer is not None:
             self.writer.close()
@@ -578,49 +663,59 @@ class Auditor:
         self.closed = True
         return end
 
-    def _schedule(self, lrs: list) -> str:
-        name = None if self.scheduler is None else type(self.scheduler).__name__
-        return _describe_schedule(name, lrs)
-
     def verdicts(self, *, bounds: list[str] | None = None,
                  assume: Mapping[str, float] | None = None, convex: bool | None = None,
                  f_lower: float | None = None) -> list:
         """Rule on the catalogue bounds matching this optimizer from what was recorded.
 
-        The optimizer's spec is read from its class and first param group. Nothing is known
-        about the user's objective unless given: ``convex``, ``f_lower`` (e.g. 0 for a
-        non-negative loss), ``assume`` (constants, marked asserted). The user's loop draws
-        the batches, so unbiased gradients are an assumption, and violations are reported as
-        inconclusive at most.
+        The optimizer's spec is read from its class and first param group, with the run's
+        first step size and the schedule the recorded step sizes show. Nothing is known about
+        the user's objective unless given: ``convex``, ``f_lower`` (e.g. 0 for a non-negative
+        loss), ``assume`` (constants, marked asserted). The user's loop draws the batches, so
+        unbiased gradients are an assumption, and violations are reported as inconclusive at
+        most.
         """
-        from .judge import Facts, judge
-        from .optimizers import spec_from_optimizer
+        from .finish import loop_facts, loop_spec
+        from .judge import judge
 
-        lrs = [r["lr"] for r in self.records if r["record"] == "step"]
-        # the run's first positive step size, not the optimizer's lr now: a scheduler has moved
-        # that to its last value (cosine annealing to eta_min = 0 made it 0, an invalid spec)
-        base = next((v for v in lrs if isinstance(v, (int, float)) and v > 0), None)
-        spec = spec_from_optimizer(self.optimizer, base)
-        schedule = self._schedule(lrs)
-        sd = spec.to_dict() | {"symbol_values": spec.symbol_values, "schedule": schedule}
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        facts = Facts(name="user loop", convex=convex, quadratic=False,
-                      f_star=self.facts.f_star,
-                      f_lower=self.facts.f_lower if f_lower is None else f_lower,
-                      constants={}, n=None if self.full_X is None else _rows(self.full_X),
-                      d=sum(p.numel() for p in params),
-                      dtype=str(params[0].dtype).replace("torch.", ""), sampling="user")
-        return judge(self.records, facts, sd, bounds=bounds, assume=assume)[0]
+        return judge(self.records, loop_facts(self, convex, f_lower), loop_spec(self),
+                     bounds=bounds, assume=assume)[0]
 
+    def finish(self, out: str | Path | None = None, *, convex: bool | None = None,
+               f_lower: float | None = None, assume: Mapping[str, float] | None = None,
+               bounds: list[str] | None = None, formats: tuple[str, ...] = ("html", "md"),
+               status: str | None = None, message: str | None = None) -> tuple[list, dict]:
+        """Close the audit and write what ``approx-audit run`` writes: ``results.json`` (same
+        schema, same verdicts) and ``report.html`` / ``report.md`` into ``out`` (default: the
+        folder given as ``out=`` when the auditor was built; ``None`` for neither writes
+        nothing). The configuration records the model, optimizer, scheduler and clipping;
+        ``approx-audit report`` re-renders it. Returns (verdicts, results)."""
+        from .finish import loop_results, write_loop_results
 
-def _describe_schedule(name: str | None, lrs: list) -> str:
-    """'constant', or the user's schedule by name with the step sizes it produced."""
-    vals = [float(v) for v in lrs if isinstance(v, (int, float))]
-    if len(set(vals)) <= 1:
-        return "constant"
-    who = name or "the user's schedule"
-    return (f"{who}: η_k from {vals[0]:.3g} to {vals[-1]:.3g} (range {min(vals):.3g}–"
-            f"{max(vals):.3g}) over {len(vals)} steps")
+        self.close(status, message)
+        folder = Path(out) if out is not None else self.out
+        verdicts, results = loop_results(self, convex=convex, f_lower=f_lower, assume=assume,
+                                         bounds=bounds, out=folder)
+        for sink in list(self.sinks):
+            self._to_sink(sink, "verdicts", [v.to_dict() for v in verdicts], self.step)
+            self._to_sink(sink, "close")
+        if folder is not None:
+            write_loop_results(results, folder, formats)
+        return verdicts, results
+
+    def __enter__(self) -> "Auditor":
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        """``with Auditor(...) as auditor:`` finishes on leaving; after an exception the
+        results are still written (status ``interrupted`` for Ctrl-C, else ``error``) and the
+        exception goes on."""
+        if exc is None:
+            self.finish()
+        else:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+            self.finish(status=status, message=f"{type(exc).__name__}: {exc}"[:300])
+        return False
 
 
 def train(workload: Any, model: nn.Module, optimizer: torch.optim.Optimizer, auditor: Auditor, *,

@@ -105,14 +105,8 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
     check_out(out)
     ids = parse_bound_ids(bounds_)
     assumed = parse_assume(assume)
-    dev = resolve_device(device)
+    dev = _ranks_device(device, resolve_device(device), nproc)
     n_threads = cpu_threads(threads)
-    if nproc > 1 and device == "auto" and dev.startswith("cuda"):
-        import torch
-        if torch.cuda.device_count() < nproc:
-            click.echo(f"--device auto: {torch.cuda.device_count()} GPU(s) for {nproc} ranks; "
-                       "running on cpu with gloo", err=True)
-            dev = "cpu"
     wreq = workload_request(workload, workload_option, model, data, loss, seed, dtype)
     w = build_workload(wreq, dev)
     if batch_size is not None and batch_size >= w.n:
@@ -158,6 +152,17 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
                        dev)
     echo_results(result.results, out, fmt, write_run_reports(result.results, out, fmt))
     sys.exit(exit_code_for(result.status, result.counts, fail_on))
+
+
+def _ranks_device(device: str, dev: str, nproc: int) -> str:
+    """--device auto with fewer GPUs than ranks: the ranks run on the CPU (gloo)."""
+    if nproc > 1 and device == "auto" and dev.startswith("cuda"):
+        import torch
+        if torch.cuda.device_count() < nproc:
+            click.echo(f"--device auto: {torch.cuda.device_count()} GPU(s) for {nproc} ranks; "
+                       "running on cpu with gloo", err=True)
+            return "cpu"
+    return dev
 
 
 def _check_sink_options(nproc: int, tensorboard_dir, wandb_project) -> None:

@@ -401,14 +401,20 @@ def test_auditor_on_a_users_own_loop(tmp_path):
         assert r["update_norm"] == pytest.approx(0.05 * r["grad_norm"], rel=1e-9)
 
 
-def test_step_without_observe_is_a_clear_error():
+def test_step_without_observe_is_recorded_as_unaudited_with_a_warning():
+    """It used to raise inside opt.step() and stop the user's training (issue 20)."""
     model = torch.nn.Linear(2, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     auditor = Auditor(model, opt, loss=torch.nn.functional.mse_loss, probes="cheap")
     model(torch.ones(1, 2)).sum().backward()
-    with pytest.raises(AuditError, match="observe"):
+    with pytest.warns(RuntimeWarning, match="without auditor.observe"):
         opt.step()
     auditor.close()
+    step = next(r for r in auditor.records if r["record"] == "step")
+    assert step["unaudited"] is True and step["lr"] == 0.1
+    with pytest.raises(AuditError, match="give the step's loss"):
+        Auditor(model, opt, loss=torch.nn.functional.mse_loss, probes="cheap").observe(
+            torch.ones(1, 2), torch.ones(1, 1))
 
 
 def test_a_non_finite_loss_stops_the_users_loop():
