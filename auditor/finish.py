@@ -11,6 +11,8 @@ step sizes show; its configuration records the model, optimizer, scheduler and c
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -97,6 +99,34 @@ def loop_config(auditor, *, assume: Mapping[str, float] | None = None,
                     "clipping": _clipping(auditor.records)}}
 
 
+# the judge's reasons name the command line's options; in a user's loop they name keywords
+_API_WORDS = (
+    (re.compile(r"--assume (\w+)=(VALUE|…)"), r"assume={'\1': \2}"),
+    (re.compile(r"\(--assume\)"), "(assume=)"),
+    (re.compile(r"audit --optimizer defossez-(\w+)"),
+     r"train with approx_audit.auditor.optimizers.DefossezAdam (defossez-\1)"),
+)
+
+
+def api_words(text: Any) -> Any:
+    """``text`` with the CLI's option names replaced by the API's keywords."""
+    if not isinstance(text, str):
+        return text
+    for pattern, repl in _API_WORDS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def speak_api(verdicts: Sequence[Any]) -> list:
+    """The verdicts with their reasons, caveats and assumption notes in the API's words."""
+    out = []
+    for v in verdicts:
+        out.append(dataclasses.replace(
+            v, reason=api_words(v.reason), caveats=tuple(api_words(c) for c in v.caveats),
+            assumptions=tuple({k: api_words(x) for k, x in a.items()} for a in v.assumptions)))
+    return out
+
+
 def loop_results(auditor, *, convex: bool | None = None, f_lower: float | None = None,
                  assume: Mapping[str, float] | None = None, bounds: Sequence[str] | None = None,
                  out: Path | None = None, command: str | None = None):
@@ -105,6 +135,10 @@ def loop_results(auditor, *, convex: bool | None = None, f_lower: float | None =
     config = loop_config(auditor, assume=assume, bounds=bounds, out=out)
     verdicts, extra = judge(auditor.records, facts, config["optimizer"],
                             bounds=None if bounds is None else list(bounds), assume=assume)
+    verdicts = speak_api(verdicts)
+    for c in extra["constants"].values():
+        for e in c.get("estimates", []):
+            e["source"] = api_words(e.get("source"))
     end = next((r for r in reversed(auditor.records) if r["record"] == "end"), {})
     status = end.get("status", "completed")
     started = auditor.records[0].get("wall_time") or time.time()

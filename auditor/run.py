@@ -675,11 +675,11 @@ class Auditor:
         unbiased gradients are an assumption, and violations are reported as inconclusive at
         most.
         """
-        from .finish import loop_facts, loop_spec
+        from .finish import loop_facts, loop_spec, speak_api
         from .judge import judge
 
-        return judge(self.records, loop_facts(self, convex, f_lower), loop_spec(self),
-                     bounds=bounds, assume=assume)[0]
+        return speak_api(judge(self.records, loop_facts(self, convex, f_lower), loop_spec(self),
+                               bounds=bounds, assume=assume)[0])
 
     def finish(self, out: str | Path | None = None, *, convex: bool | None = None,
                f_lower: float | None = None, assume: Mapping[str, float] | None = None,

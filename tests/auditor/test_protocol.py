@@ -173,3 +173,25 @@ def test_the_context_manager_writes_results_after_an_exception(tmp_path):
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["status"] == "error" and "user code broke" in res["message"]
     assert res["runs"][0]["steps"] == 3
+
+
+def test_api_verdicts_speak_of_keywords_not_cli_options():
+    """The judge's reasons name --assume; from the API they name assume={...}."""
+    X, y = _data()
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    aud = Auditor(model, opt, loss=_mse, data=(X, y), probes="standard")
+    g = torch.Generator().manual_seed(2)
+    for _ in range(20):
+        idx = torch.randint(0, len(X), (16,), generator=g)
+        opt.zero_grad()
+        loss = _mse(model(X[idx]), y[idx])
+        loss.backward()
+        aud.observe(X[idx], y[idx], loss)
+        opt.step()
+    verdicts, results = aud.finish(f_lower=0.0)
+    texts = [v.reason for v in verdicts] + [c for v in verdicts for c in v.caveats] + [
+        a.get("reason", "") for v in verdicts for a in v.assumptions]
+    assert any("assume={'" in t for t in texts), texts
+    assert not any("--assume" in t or "--optimizer" in t for t in texts)
+    assert "--assume" not in json.dumps(results)
