@@ -299,6 +299,8 @@ class _Plan:
     command: str | None
     quality: dict[str, Any]
     examples_per_eval: int
+    # sinks per optimizer (a TensorBoard folder per curve, a progress bar): curve -> list
+    sinks_for: Callable[[Any], list] | None = None
 
     @property
     def workload_description(self) -> dict[str, Any]:
@@ -311,7 +313,8 @@ class _Plan:
                            batch_size=self.batch_size, seeds=self.seeds, seed=self.seed,
                            probes=f"loss,full_batch@{self.every}", out=c.out,
                            device=self.device, command=self.command,
-                           extra={"compare": str(self.out)})
+                           extra={"compare": str(self.out)},
+                           sinks=list(self.sinks_for(c)) if self.sinks_for else [])
 
 
 def _status(curves: Sequence[OptimizerCurve], interrupted: bool) -> tuple[str, str | None]:
@@ -369,7 +372,8 @@ def compare(workload: Any, specs: Sequence[OptimizerSpec | str], budget: int,
             batch_size: int | None = None, seeds: int = 1, seed: int = 0,
             checkpoints: int = 50, out: str | Path = "compare", device: str = "cpu", *,
             targets: Sequence[float] = TARGETS, command: str | None = None,
-            progress: Callable[[str], None] | None = None) -> CompareResult:
+            progress: Callable[[str], None] | None = None,
+            sinks_for: Callable[[Any], list] | None = None) -> CompareResult:
     """Run every optimizer in ``specs`` for ``budget`` gradient evaluations on ``workload``.
 
     ``workload`` is a built :class:`~.workloads.Workload` or a built-in name (built with
@@ -377,7 +381,8 @@ def compare(workload: Any, specs: Sequence[OptimizerSpec | str], budget: int,
     (``"sgd:lr=0.1,momentum=0.9"``); two equal specs are refused. Writes ``out/NN-<label>/``
     per optimizer and ``out/compare.json``; returns the :class:`CompareResult`. Input errors
     raise :class:`ApproxAuditError` before any run; a run that fails is recorded with status
-    ``error`` and the others go on.
+    ``error`` and the others go on. ``sinks_for(curve)`` gives each optimizer's sinks
+    (``curve.index``, ``curve.label``, ``curve.out``; see :mod:`.sinks`).
     """
     _check_inputs(budget, checkpoints, seeds, batch_size, specs)
     parsed = distinct_specs(specs)
@@ -390,7 +395,8 @@ def compare(workload: Any, specs: Sequence[OptimizerSpec | str], budget: int,
                  seeds=seeds, seed=seed, every=max(1, budget // checkpoints), out=Path(out),
                  device=device, targets=tuple(targets), command=command,
                  quality=quality_kind(workload.f_star, workload.f_lower),
-                 examples_per_eval=workload.n if full_batch else int(batch_size))
+                 examples_per_eval=workload.n if full_batch else int(batch_size),
+                 sinks_for=sinks_for)
     width = max(2, len(str(len(parsed))))
     curves = [OptimizerCurve(i + 1, sp, plan.out / f"{i + 1:0{width}d}-{_safe_name(sp.label())}")
               for i, sp in enumerate(parsed)]

@@ -10,7 +10,7 @@ import click
 
 from ..auditor.observables import KEY
 from .exits import EXIT_INTERNAL
-from .options import (build_workload, check_out, command_line, resolve_device,
+from .options import (build_sinks, build_workload, check_out, command_line, resolve_device,
                       workload_option_decorator, workload_request)
 
 
@@ -149,8 +149,13 @@ def compare_table(d: dict) -> str:
               default=Path("compare"), show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
+@click.option("--tensorboard", "tensorboard_dir", type=click.Path(file_okay=False,
+                                                                  path_type=Path),
+              help="Also write TensorBoard event files: DIR/NN-<label>/ per optimizer (needs "
+                   "approx-audit[tensorboard]).")
+@click.option("--quiet", is_flag=True, help="No progress bar (drawn only on a terminal).")
 def compare(workload, workload_option, model, data, loss, seed, dtype, device, batch_size,
-            optimizers, budget, seeds, checkpoints, out, fmt):
+            optimizers, budget, seeds, checkpoints, out, fmt, tensorboard_dir, quiet):
     """Quality against gradient evaluations for several optimizers, and the Pareto frontier.
 
     \b
@@ -178,11 +183,18 @@ def compare(workload, workload_option, model, data, loss, seed, dtype, device, b
         click.echo("note: one optimizer: the frontier is trivial", err=True)
     click.echo(f"comparing {len(specs)} optimizer(s) on {w.name} ({dev}): budget {budget} "
                f"gradient evaluations each → {out}", err=True)
+    # a missing package: a one-line error, exit 2, before any work (a sink opens no file
+    # until its first record)
+    build_sinks(budget, seeds, tensorboard_dir, None, True)
+
+    def sinks_for(curve) -> list:
+        tb = None if tensorboard_dir is None else tensorboard_dir / curve.out.name
+        return build_sinks(budget, seeds, tb, None, quiet)
     try:
         result = run_compare(w, specs, budget, batch_size=batch_size, seeds=seeds, seed=seed,
                              checkpoints=checkpoints, out=out, device=dev,
                              command=command_line(click.get_current_context()),
-                             progress=lambda m: click.echo(m, err=True))
+                             progress=lambda m: click.echo(m, err=True), sinks_for=sinks_for)
     except KeyboardInterrupt as exc:
         result = getattr(exc, "compare_result", None)
         if result is None:

@@ -218,3 +218,29 @@ def cpu_threads(threads: int | None) -> int:
         threads = int(env) if env.isdigit() and int(env) > 0 else min(4, os.cpu_count() or 1)
     torch.set_num_threads(threads)
     return threads
+
+
+def build_sinks(steps: int, seeds: int, tensorboard_dir, wandb_project, quiet: bool) -> list:
+    """The sinks the options ask for (a missing package: one-line error, exit 2); the
+    progress bar unless --quiet (it draws only when stderr is a terminal)."""
+    from ..auditor.sinks import ProgressSink, TensorBoardSink, WandbSink
+
+    sinks: list = []
+    if tensorboard_dir is not None:
+        sinks.append(TensorBoardSink(tensorboard_dir))
+    if wandb_project is not None:
+        sinks.append(WandbSink(project=wandb_project))
+    if not quiet:
+        sinks.append(ProgressSink(steps, runs=seeds))
+    return sinks
+
+
+def close_sinks(sinks: list) -> None:
+    """Close every sink (idempotent; the audit may have closed them); one that fails is a
+    note, never a lost result."""
+    for sink in sinks:
+        try:
+            sink.close()
+        except Exception as exc:  # noqa: BLE001 - results.json is already written
+            click.echo(f"note: the {type(sink).__name__} sink failed to close: "
+                       f"{type(exc).__name__}: {exc}", err=True)

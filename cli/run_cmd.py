@@ -11,9 +11,10 @@ import click
 
 from .config import config_file
 from .exits import EXIT_INTERNAL, exit_code_for
-from .options import (FAIL_ON, build_workload, check_out, command_line, cpu_threads,
-                      optimizer_options, optimizer_spec, parse_assume, parse_bound_ids,
-                      resolve_device, workload_options, workload_request)
+from .options import (FAIL_ON, build_sinks, build_workload, check_out, close_sinks,
+                      command_line, cpu_threads, optimizer_options, optimizer_spec,
+                      parse_assume, parse_bound_ids, resolve_device, workload_options,
+                      workload_request)
 from .output import echo_results, summary_table, write_run_reports
 
 
@@ -134,7 +135,7 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
         return _run_distributed(request, w.name, nproc, fmt, fail_on)
     click.echo(f"auditing {w.name} with {spec.label()} on {dev}: {steps} steps × {seeds} "
                f"seed(s), probes {probes} → {out}", err=True)
-    sinks = _build_sinks(steps, seeds, tensorboard_dir, wandb_project, quiet)
+    sinks = build_sinks(steps, seeds, tensorboard_dir, wandb_project, quiet)
     try:
         result = run_audit(dataclasses.replace(request.audit_config(w), sinks=sinks))
     except KeyboardInterrupt as exc:
@@ -146,7 +147,7 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
         if result is None:
             raise
     finally:
-        _close_sinks(sinks)
+        close_sinks(sinks)
     if stability_pairs and result.status == "completed":
         _add_stability(result, w, spec, steps, batch_size, stability_pairs, seed, assumed, out,
                        dev)
@@ -173,32 +174,6 @@ def _check_sink_options(nproc: int, tensorboard_dir, wandb_project) -> None:
         which = "--tensorboard" if tensorboard_dir is not None else "--wandb-project"
         raise InvalidValueError(f"{which} works with one process for now, not --nproc {nproc}; "
                                 "drop it or use --nproc 1")
-
-
-def _build_sinks(steps: int, seeds: int, tensorboard_dir, wandb_project, quiet: bool) -> list:
-    """The sinks the options ask for (a missing package: one-line error, exit 2); the
-    progress bar unless --quiet (it draws only when stderr is a terminal)."""
-    from ..auditor.sinks import ProgressSink, TensorBoardSink, WandbSink
-
-    sinks: list = []
-    if tensorboard_dir is not None:
-        sinks.append(TensorBoardSink(tensorboard_dir))
-    if wandb_project is not None:
-        sinks.append(WandbSink(project=wandb_project))
-    if not quiet:
-        sinks.append(ProgressSink(steps, runs=seeds))
-    return sinks
-
-
-def _close_sinks(sinks: list) -> None:
-    """Close every sink (idempotent; the audit may have closed them); one that fails is a
-    note, never a lost result."""
-    for sink in sinks:
-        try:
-            sink.close()
-        except Exception as exc:  # noqa: BLE001 - results.json is already written
-            click.echo(f"note: the {type(sink).__name__} sink failed to close: "
-                       f"{type(exc).__name__}: {exc}", err=True)
 
 
 def _method_extra(method, nproc, mixing, local_steps, easgd_alpha, init_spread,

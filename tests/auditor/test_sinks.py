@@ -283,6 +283,22 @@ def test_the_run_command_writes_event_files(tmp_path):
     assert list((tb / "verdicts").glob("events.out.tfevents.*"))
 
 
+def test_compare_writes_event_files_per_optimizer(tmp_path):
+    from click.testing import CliRunner
+
+    from approx_audit.cli.main import cli
+
+    tb = tmp_path / "tb"
+    r = CliRunner().invoke(cli, ["compare", "-w", "quadratic", "-O", "sgd:lr=0.1",
+                                 "-O", "sgd:lr=0.05", "--budget", "12", "--out",
+                                 str(tmp_path / "cmp"), "--tensorboard", str(tb)])
+    assert r.exit_code == 0, r.output
+    folders = sorted(p.name for p in tb.iterdir())
+    assert folders == sorted(p.name for p in (tmp_path / "cmp").glob("0*-*") if p.is_dir())
+    for f in folders:
+        assert len(_scalars(tb / f / "run0")["audit/loss"]) == 12
+
+
 @pytest.mark.parametrize("option", [["--tensorboard", "TB"], ["--wandb-project", "p"]])
 def test_the_sinks_are_refused_with_several_processes(tmp_path, option):
     option = [str(tmp_path / o) if o == "TB" else o for o in option]
