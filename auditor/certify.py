@@ -26,6 +26,7 @@ import torch
 from ..bounds import risk
 from ..bounds.errors import InvalidValueError
 from .results import write_json_atomic
+from .sinks import tick
 
 METHODS = ("test-set",)
 CERTIFICATE_FILE = "certificate.json"
@@ -113,7 +114,8 @@ def zero_one_errors(workload, model: torch.nn.Module, X: torch.Tensor, y: torch.
 
 
 def train_on(workload, spec, X: torch.Tensor, y: torch.Tensor, *, steps: int,
-             batch_size: int | None, sampling_seed: int) -> torch.nn.Module:
+             batch_size: int | None, sampling_seed: int, progress: Any = None,
+             run: int = 0) -> torch.nn.Module:
     """A fresh copy of the workload's model trained on (X, y) for ``steps`` steps of ``spec``:
     minibatches i.i.d. with replacement from ``sampling_seed`` (CPU generator), full batch
     when ``batch_size`` is None or ≥ len(X)."""
@@ -123,6 +125,7 @@ def train_on(workload, spec, X: torch.Tensor, y: torch.Tensor, *, steps: int,
     n = int(X.shape[0])
     full = batch_size is None or batch_size >= n
     gen = torch.Generator(device="cpu").manual_seed(int(sampling_seed))
+    tick(progress, "start", run)
     for t in range(steps):
         spec.set_lr(opt, t)
         if full:
@@ -137,6 +140,9 @@ def train_on(workload, spec, X: torch.Tensor, y: torch.Tensor, *, steps: int,
                                    "lower --lr or use fewer --steps")
         loss.backward()
         opt.step()
+        if progress is not None:
+            tick(progress, "step", run, t + 1, float(loss.detach()))
+    tick(progress, "end", run)
     return model
 
 
@@ -152,7 +158,7 @@ def _validate(method: str, delta: float, steps: int) -> None:
 def certify_test_set(workload, spec, *, steps: int, batch_size: int | None = None,
                      delta: float = 0.025, test_fraction: float = 0.2, seed: int = 0,
                      request: Mapping[str, Any] | None = None,
-                     command: str | None = None) -> dict[str, Any]:
+                     command: str | None = None, progress: Any = None) -> dict[str, Any]:
     """Train on the training part, count held-out 0-1 errors, and return the certificate
     (the object written to certificate.json and printed by ``--format json``)."""
     _validate("test-set", delta, steps)
@@ -161,7 +167,7 @@ def certify_test_set(workload, spec, *, steps: int, batch_size: int | None = Non
     ti, hi = (torch.as_tensor(i, device=workload.X.device) for i in (train_idx, test_idx))
     X_tr, y_tr, X_te, y_te = workload.X[ti], workload.y[ti], workload.X[hi], workload.y[hi]
     model = train_on(workload, spec, X_tr, y_tr, steps=steps, batch_size=batch_size,
-                     sampling_seed=seed + 1)
+                     sampling_seed=seed + 1, progress=progress)
     k = zero_one_errors(workload, model, X_te, y_te)
     k_train = zero_one_errors(workload, model, X_tr, y_tr)
     m, n_train = len(test_idx), len(train_idx)
@@ -268,7 +274,8 @@ def _bounded_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def train_posterior(workload, spec, prior_model, X, y, *, sigma0: float, steps: int,
-                    batch_size: int | None, delta: float, sampling_seed: int) -> tuple:
+                    batch_size: int | None, delta: float, sampling_seed: int,
+                    progress: Any = None) -> tuple:
     """(prior, posterior): Q0 = N(prior weights, σ0²I); Q starts at Q0 and minimises the
     classic objective L̂_bce(Q) + √((KL(Q‖Q0) + ln(2√n/δ))/(2n)) on (X, y) by the
     reparameterisation trick (one weight sample per step), with ``spec``'s optimizer."""
@@ -282,6 +289,7 @@ def train_posterior(workload, spec, prior_model, X, y, *, sigma0: float, steps: 
     full = batch_size is None or batch_size >= n
     gen = torch.Generator(device="cpu").manual_seed(int(sampling_seed))
     prior_model.train()
+    tick(progress, "start", 1)
     for t in range(steps):
         spec.set_lr(opt, t)
         idx = (torch.arange(n) if full else torch.randint(0, n, (int(batch_size),),
@@ -294,6 +302,9 @@ def train_posterior(workload, spec, prior_model, X, y, *, sigma0: float, steps: 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if progress is not None:
+            tick(progress, "step", 1, t + 1, float(loss.detach()))
+    tick(progress, "end", 1)
     return prior, post
 
 
@@ -316,7 +327,7 @@ def certify_pac_bayes(workload, spec, *, steps: int, batch_size: int | None = No
                       prior_fraction: float = 0.5, prior_sigma: float = 0.03,
                       mc_samples: int = 1000, delta_prime: float = 0.01, seed: int = 0,
                       request: Mapping[str, Any] | None = None,
-                      command: str | None = None) -> dict[str, Any]:
+                      command: str | None = None, progress: Any = None) -> dict[str, Any]:
     """A data-dependent prior trained on the prior part, a Gaussian posterior trained on
     the bound part, and the §6.2 Monte-Carlo certificate of the stochastic network."""
     _validate("test-set", delta, steps)
@@ -331,10 +342,10 @@ def certify_pac_bayes(workload, spec, *, steps: int, batch_size: int | None = No
         i, device=dev)]) for i in (pri, bnd, tst)]
     (Xp, yp), (Xb, yb), (Xt, yt) = parts
     model = train_on(workload, spec, Xp, yp, steps=steps, batch_size=batch_size,
-                     sampling_seed=seed + 1)
+                     sampling_seed=seed + 1, progress=progress)
     prior, post = train_posterior(workload, spec, model, Xb, yb, sigma0=prior_sigma,
                                   steps=steps, batch_size=batch_size, delta=delta,
-                                  sampling_seed=seed + 2)
+                                  sampling_seed=seed + 2, progress=progress)
     kl = risk.kl_diag_gaussians(*post.flat(), *prior.flat())
     n = len(bnd)
     mc = risk.pac_bayes_monte_carlo(mc_error(model, post, Xb, yb, samples=mc_samples,

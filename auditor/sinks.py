@@ -349,3 +349,17 @@ class ProgressSink:
         """End a line left open (an interrupted run has no end record)."""
         if self.enabled:
             self._finish()
+
+
+def tick(progress: Any, kind: str, run: int, k: int | None = None,
+         loss: float | None = None) -> None:
+    """For loops that write no trace (stability pairs, certify's training): tell a progress
+    sink (or None) that run ``run`` started, made step ``k`` with ``loss``, or ended."""
+    if progress is None:
+        return
+    record: dict[str, Any] = {"record": kind, "run": run}
+    if k is not None:
+        record["k"] = k
+    if loss is not None:
+        record["loss"] = loss
+    progress.write(record)

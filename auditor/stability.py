@@ -44,6 +44,7 @@ from .judge import (ConditionCheck, Constant, Estimate, Ruling, Samples, Verdict
 from .judge.gates import Stop
 from .judge.instantiate import missing_reason
 from .judge.ruling import caveats_of, doubts_of, predict
+from .sinks import tick
 
 MODES = ("random", "adversarial")
 STABILITY_IDS = ("sgd.stability_convex.hardt_2016",
@@ -135,7 +136,8 @@ def per_example_constants(workload, X_all: Tensor) -> dict[str, tuple[float, str
 
 def run_pairs(workload, spec, *, steps: int, batch_size: int | None, pairs: int, seed: int = 0,
               mode: str = "random", holdout: float = 0.2, checkpoint_every: int | None = None,
-              identical: bool = False) -> tuple[list[PairTrace], dict[str, Any]]:
+              identical: bool = False, progress: Any = None
+              ) -> tuple[list[PairTrace], dict[str, Any]]:
     """Train each pair (S, S') in lockstep; ``identical=True`` uses S' = S (a control whose
     divergence must be exactly 0 for deterministic algorithms)."""
     if mode not in MODES:
@@ -168,7 +170,8 @@ def run_pairs(workload, spec, *, steps: int, batch_size: int | None, pairs: int,
             XS2[i], yS2[i] = X[pool_idx[p]], y[pool_idx[p]]
         out.append(_run_pair(workload, spec, XS, yS, XS2, yS2, XT, yT, steps=steps, B=B,
                              every=every, sampling_seed=seed + 1000 * (p + 1), index=i,
-                             replacement=-1 if identical else int(pool_idx[p])))
+                             replacement=-1 if identical else int(pool_idx[p]),
+                             progress=progress, run=p))
     info = {"n": n, "n_test": int(len(test_idx)), "pairs": pairs, "mode": mode,
             "batch_size": None if B == n else B, "checkpoint_every": every,
             "identical": identical, "holdout": holdout,
@@ -178,7 +181,18 @@ def run_pairs(workload, spec, *, steps: int, batch_size: int | None, pairs: int,
 
 
 def _run_pair(workload, spec, XS, yS, XS2, yS2, XT, yT, *, steps, B, every, sampling_seed,
-              index, replacement) -> PairTrace:
+              index, replacement, progress=None, run: int = 0) -> PairTrace:
+    tick(progress, "start", run)
+    try:
+        return _train_pair(workload, spec, XS, yS, XS2, yS2, XT, yT, steps=steps, B=B,
+                           every=every, sampling_seed=sampling_seed, index=index,
+                           replacement=replacement, progress=progress, run=run)
+    finally:
+        tick(progress, "end", run)
+
+
+def _train_pair(workload, spec, XS, yS, XS2, yS2, XT, yT, *, steps, B, every, sampling_seed,
+                index, replacement, progress, run) -> PairTrace:
     m1, m2 = workload.fresh_model(), workload.fresh_model()
     o1, o2 = spec.build(m1.parameters()), spec.build(m2.parameters())
     gen = torch.Generator(device="cpu").manual_seed(int(sampling_seed))
@@ -202,6 +216,8 @@ def _run_pair(workload, spec, XS, yS, XS2, yS2, XT, yT, *, steps, B, every, samp
             opt.step()
         w1, w2 = _flat(m1), _flat(m2)
         trace.delta.append(float((w1 - w2).norm()))
+        if progress is not None:
+            tick(progress, "step", run, t + 1, float(loss.detach()))
         trace.max_param_norm = max(trace.max_param_norm, float(w1.norm()), float(w2.norm()))
         k = t + 1
         if k % every == 0 or k == steps:
@@ -378,7 +394,8 @@ def validate_inputs(steps: int, pairs: int) -> None:
 def stability_audit(workload, spec, *, steps: int, batch_size: int | None, pairs: int,
                     seed: int = 0, mode: str = "random", holdout: float = 0.2,
                     bounds: Sequence[str] | None = None, assume=None, out=None,
-                    device: str = "cpu", command: str | None = None) -> StabilityResult:
+                    device: str = "cpu", command: str | None = None,
+                    progress: Any = None) -> StabilityResult:
     """Run the pairs, rule on the stability bounds, write ``results.json`` (the audit schema
     plus a ``stability`` section) into ``out``."""
     import time
@@ -389,7 +406,7 @@ def stability_audit(workload, spec, *, steps: int, batch_size: int | None, pairs
     validate_inputs(steps, pairs)
     started = time.time()
     traces, info = run_pairs(workload, spec, steps=steps, batch_size=batch_size, pairs=pairs,
-                             seed=seed, mode=mode, holdout=holdout)
+                             seed=seed, mode=mode, holdout=holdout, progress=progress)
     bad = [p for p in traces if p.diverged]
     if bad:
         verdicts = [Verdict(_catalogue.get(i), "error", f"a run diverged: {bad[0].diverged}")

@@ -10,7 +10,7 @@ import click
 
 from .exits import EXIT_INTERNAL
 from .options import (build_workload, check_out, command_line, cpu_threads, optimizer_options,
-                      optimizer_spec, resolve_device, workload_option_decorator,
+                      optimizer_spec, progress_bar, resolve_device, workload_option_decorator,
                       workload_request)
 
 DEFAULT_OPTIMIZER = "sgd:lr=0.1,momentum=0.9"
@@ -62,10 +62,11 @@ def _training_defaults(cmd: click.Command) -> click.Command:
               default=Path("certificate"), show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar (drawn only on a terminal).")
 def certify(workload, workload_option, model, data, loss, seed, dtype, device, batch_size,
             steps, optimizer, lr, momentum, nesterov, beta1, beta2, eps, alpha, weight_decay,
             schedule, method, prior_fraction, prior_sigma, mc_samples, delta_prime, delta,
-            test_fraction, threads, out, fmt):
+            test_fraction, threads, out, fmt, quiet):
     """Split the data by --seed, train on one part, and certify the 0-1 risk of the trained
     network from its errors on the held-out part (Langford 2005, Thm 3.3), with the kl and
     Hoeffding relaxations; the test and training errors beside it.
@@ -107,7 +108,8 @@ def certify(workload, workload_option, model, data, loss, seed, dtype, device, b
                f"{test_fraction:g} held out → {out}", err=True)
     common = dict(steps=steps, batch_size=B, delta=delta, test_fraction=test_fraction,
                   seed=seed, request=request.to_dict(),
-                  command=command_line(click.get_current_context()))
+                  command=command_line(click.get_current_context()),
+                  progress=progress_bar(steps, 2 if method == "pac-bayes" else 1, quiet))
     try:
         if method == "pac-bayes":
             cert = certify_pac_bayes(w, spec, prior_fraction=prior_fraction,

@@ -244,3 +244,13 @@ def close_sinks(sinks: list) -> None:
         except Exception as exc:  # noqa: BLE001 - results.json is already written
             click.echo(f"note: the {type(sink).__name__} sink failed to close: "
                        f"{type(exc).__name__}: {exc}", err=True)
+
+
+def progress_bar(steps: int, runs: int, quiet: bool):
+    """A progress bar on stderr for a command's training loops (None with --quiet; it draws
+    only when stderr is a terminal)."""
+    if quiet:
+        return None
+    from ..auditor.sinks import ProgressSink
+
+    return ProgressSink(steps, runs=runs)

@@ -11,8 +11,8 @@ import click
 
 from .exits import exit_code_for
 from .options import (FAIL_ON, build_workload, check_out, command_line, optimizer_options,
-                      optimizer_spec, parse_assume, parse_bound_ids, resolve_device,
-                      workload_option_decorator, workload_request)
+                      optimizer_spec, parse_assume, parse_bound_ids, progress_bar,
+                      resolve_device, workload_option_decorator, workload_request)
 from .output import summary_table, write_run_reports
 
 
@@ -33,9 +33,11 @@ from .output import summary_table, write_run_reports
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html", "md", "none"]),
               default="text", show_default=True)
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default="violated", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar (drawn only on a terminal).")
 def stability(workload, workload_option, model, data, loss, seed, dtype, device, steps,
               batch_size, optimizer, lr, momentum, nesterov, beta1, beta2, eps, alpha,
-              weight_decay, schedule, pairs, mode, holdout, bounds_, assume, out, fmt, fail_on):
+              weight_decay, schedule, pairs, mode, holdout, bounds_, assume, out, fmt, fail_on,
+              quiet):
     """Train on S and on S' (one example replaced) with the same seed and sample order, for
     several pairs; measure the divergence and loss differences; rule on the stability bounds.
 
@@ -64,7 +66,8 @@ def stability(workload, workload_option, model, data, loss, seed, dtype, device,
     result = stability_audit(w, spec, steps=steps, batch_size=batch_size, pairs=pairs,
                              seed=seed, mode=mode, holdout=holdout, bounds=ids, assume=assumed,
                              out=out, device=dev,
-                             command=command_line(click.get_current_context()))
+                             command=command_line(click.get_current_context()),
+                             progress=progress_bar(steps, pairs, quiet))
     write_run_reports(result.results, out, fmt)
     if fmt == "json":
         click.echo(json.dumps(result.results, indent=1))

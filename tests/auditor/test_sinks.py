@@ -319,3 +319,26 @@ def test_a_missing_package_on_the_command_line_is_exit_2(tmp_path, monkeypatch):
     err = [line for line in r.stderr.splitlines() if line.startswith("error")]
     assert err == ["error: W&B logging needs the wandb package: pip install "
                    "'approx-audit[wandb]'"]
+
+
+def test_stability_and_certify_drive_a_progress_bar():
+    """The loops that write no trace (stability's pairs, certify's training) report their
+    steps to the bar: each pair / training phase ends its line at its last step."""
+    from approx_audit.auditor.certify import certify_test_set
+    from approx_audit.auditor.optimizers import parse_optimizer
+    from approx_audit.auditor.stability import stability_audit
+    from approx_audit.auditor.workloads import get_workload
+
+    w = get_workload("logistic")
+    spec = parse_optimizer("sgd:lr=0.05")
+    out, clock = FakeTTY(), Clock()
+    stability_audit(w, spec, steps=6, batch_size=8, pairs=2,
+                    progress=ProgressSink(6, stream=out, clock=clock, min_interval=0.0, runs=2))
+    lines = out.getvalue().split("\n")
+    assert out.getvalue().count("\n") == 2
+    assert "run 1/2" in lines[0] and "6/6" in lines[0] and "run 2/2" in lines[1]
+    out2 = FakeTTY()
+    certify_test_set(get_workload("mlp-digits", width=4), spec, steps=5, batch_size=16,
+                     progress=ProgressSink(5, stream=out2, clock=clock, min_interval=0.0))
+    assert out2.getvalue().count("\n") == 1 and "5/5" in out2.getvalue() and "loss" in \
+        out2.getvalue()
