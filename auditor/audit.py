@@ -108,6 +108,25 @@ def finish_results(config: AuditConfig, spec_dict: Mapping[str, Any], records, s
     return verdicts, results
 
 
+def _write_unruled(config: AuditConfig, records, started: float) -> dict[str, Any]:
+    """results.json without verdicts, for an interrupt during the ruling (written when the
+    audit has an output folder)."""
+    from .judge import runs_from_records
+
+    runs = runs_from_records(records)
+    extra = {"runs": runs, "hyperparameters": {}, "constants": {},
+             "full_batch": bool(runs) and all(r.full_batch for r in runs)}
+    trace = "the trace" if config.out is None else str(config.out / "trace.jsonl")
+    message = (f"interrupted while ruling on the bounds; every finished step is in {trace}: "
+               f"approx-audit report {trace} rules on them again")
+    results = assemble(config.to_dict(), config.workload.description, [], extra,
+                       "interrupted", message, facts_of(config.workload),
+                       provenance(config.device, config.command, started, time.time()))
+    if config.out is not None:
+        write_json_atomic(config.out / "results.json", results)
+    return results
+
+
 def _finish_sinks(sinks, verdicts, step: int) -> None:
     """The verdicts to every sink, then close them; a failing sink never loses the results."""
     import warnings
@@ -178,7 +197,15 @@ def run_audit(config: AuditConfig) -> AuditResult:
             records.extend(auditor.records)
         if interrupt is not None:
             break
-    verdicts, results = finish_results(config, spec_dict, records, status, message, started)
+    try:
+        verdicts, results = finish_results(config, spec_dict, records, status, message, started)
+    except KeyboardInterrupt as exc:
+        # Ctrl-C (or SIGTERM) while ruling: what was measured is kept; the verdicts can be
+        # ruled again from the trace (approx-audit report DIR)
+        results = _write_unruled(config, records, started)
+        exc.audit_result = AuditResult("interrupted", [], results,   # type: ignore[attr-defined]
+                                       results["message"])
+        raise exc
     _finish_sinks(config.sinks, verdicts, len(records))
     if config.out is not None:
         write_json_atomic(config.out / "results.json", results)

@@ -79,6 +79,7 @@ import datetime as _dt
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -124,6 +125,24 @@ class DistributedError(ApproxAuditError):
 # ---------------------------------------------------------------------------------------------
 # Pure helpers (unit-tested without processes)
 # ---------------------------------------------------------------------------------------------
+
+OVERSUBSCRIBE = 8      # ranks per core beyond which --nproc is refused
+
+
+def check_nproc(nproc: int, cores: int | None = None) -> str | None:
+    """Refuse (one-line :class:`InvalidValueError`) an --nproc far above the machine's cores:
+    64 ranks on 2 cores took minutes per step and would not stop in time. Returns a note to
+    print when the ranks outnumber the cores, else None."""
+    cores = cores or os.cpu_count() or 1
+    if nproc > OVERSUBSCRIBE * cores:
+        raise InvalidValueError(f"--nproc {nproc} on {cores} core(s): at most "
+                                f"{OVERSUBSCRIBE * cores} ranks here (each rank is a process "
+                                "training the model); use fewer")
+    if nproc > cores:
+        return (f"note: --nproc {nproc} ranks share {cores} core(s): each step waits for the "
+                "slowest; expect it to be slow")
+    return None
+
 
 def check_split(batch_size: int | None, n: int | None, nproc: int) -> None:
     """Raise :class:`InvalidValueError` (one line) when the run cannot be split over ranks
@@ -866,17 +885,43 @@ _SECONDARY = ("connection closed", "connection reset", "broken pipe", "timed out
               "gloo", "nccl", "socket", "peer", "signal")
 
 
-def _first_failure(state: Path) -> dict[str, Any] | None:
+_ROOT_CAUSE = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank[^)]*\)\s*\n\s*exitcode\s*:\s*"
+                         r"(-?\d+)")
+
+
+def _killed_rank(log: Path | None) -> dict[str, Any] | None:
+    """The rank torch.distributed.run names as the root cause when it died by a signal (it
+    could write no error of its own): from the agent's failure summary in the launch log."""
+    if log is None:
+        return None
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for rank, code in _ROOT_CAUSE.findall(text):
+        if int(code) < 0:
+            return {"rank": int(rank), "step": None, "run": None,
+                    "error": f"killed by signal {-int(code)}"}
+    return None
+
+
+def _first_failure(state: Path, log: Path | None = None) -> dict[str, Any] | None:
+    """The failure to blame: a rank's own error that is not a consequence of another's (a
+    connection reset by a dead peer is secondary), else the rank that was killed, else the
+    earliest error."""
     errs = []
     for p in sorted(state.glob("rank*.error.json")):
         try:
             errs.append(json.loads(p.read_text(encoding="utf-8")))
         except (OSError, ValueError):
             continue
-    if not errs:
-        return None
     primary = [e for e in errs if not any(s in e.get("error", "").lower() for s in _SECONDARY)]
-    return min(primary or errs, key=lambda e: e.get("time") or 0.0)
+    if primary:
+        return min(primary, key=lambda e: e.get("time") or 0.0)
+    killed = _killed_rank(log)
+    if killed is not None:
+        return killed
+    return min(errs, key=lambda e: e.get("time") or 0.0) if errs else None
 
 
 STOP_GRACE_S = 60.0        # after a Ctrl-C: time for the ranks to close their traces
@@ -946,6 +991,7 @@ def launch(request, nproc: int) -> tuple[dict[str, Any] | None, str | None]:
     log = state / "launch.log"
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
+    env["APPROX_AUDIT_LAUNCHER_PID"] = str(os.getpid())     # ranks die with this process
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            "--nproc-per-node", str(nproc), "--max-restarts", "0", "--monitor-interval", "0.5",
            "-m", "approx_audit.auditor.worker", str(cfg)]
@@ -963,7 +1009,7 @@ def launch(request, nproc: int) -> tuple[dict[str, Any] | None, str | None]:
     results_path, trace = out / "results.json", out / "trace.jsonl"
     if rc == 0 and not interrupted and results_path.exists():
         return json.loads(results_path.read_text(encoding="utf-8")), None
-    first = _first_failure(state)
+    first = _first_failure(state, log)
     if interrupted:
         line = f"interrupted by the user; logs: {log}"
         status = "interrupted"

@@ -50,27 +50,37 @@ from .trace import TraceWriter
 
 
 class _SigintGuard:
-    """Holds a Ctrl-C back while a step's record is appended, written and counted, so that an
-    interrupt never leaves a step counted in memory but missing from the trace (or half
-    written); the KeyboardInterrupt is raised right after that block.
+    """Holds a Ctrl-C (and a SIGTERM the command line turned into one) back while a step's
+    record is appended, written and counted, so that an interrupt never leaves a step counted
+    in memory but missing from the trace (or half written); the interrupt is raised right
+    after that block.
 
-    Installed once per auditor (main thread only) and chained to the handler it replaced; the
-    block itself only flips a flag (a handler per step would cost two system calls, ~11 µs).
-    :meth:`uninstall` puts the previous handler back if ours is still the current one."""
+    Installed once per auditor (main thread only) and chained to the handlers it replaced:
+    SIGINT always; SIGTERM only when its handler is already a Python function (the command
+    line's), so a library user's SIGTERM disposition is never changed. The block itself only
+    flips a flag (a handler per step would cost two system calls, ~11 µs). :meth:`uninstall`
+    puts the previous handlers back where ours are still the current ones."""
 
     def __init__(self) -> None:
         import signal
         import threading
 
-        self.critical, self.pending, self.old = False, None, None
-        self.installed = False
+        self.critical, self.pending = False, None
+        self.old: dict[int, object] = {}
         self._handler = self._handle
-        if threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                self.old = signal.signal(signal.SIGINT, self._handler)
-                self.installed = True
+                if sig == signal.SIGTERM and not callable(signal.getsignal(sig)):
+                    continue
+                self.old[sig] = signal.signal(sig, self._handler)
             except (ValueError, OSError):
                 pass
+
+    @property
+    def installed(self) -> bool:
+        return bool(self.old)
 
     def _handle(self, signum, frame) -> None:
         if self.critical:
@@ -81,9 +91,10 @@ class _SigintGuard:
     def _forward(self, signum, frame) -> None:
         import signal
 
-        if callable(self.old):
-            self.old(signum, frame)              # the default handler raises KeyboardInterrupt
-        elif self.old == signal.SIG_DFL or self.old is None:
+        old = self.old.get(signum)
+        if callable(old):
+            old(signum, frame)              # the default handler raises KeyboardInterrupt
+        elif old == signal.SIG_DFL or old is None:
             raise KeyboardInterrupt
 
     def __enter__(self) -> "_SigintGuard":
@@ -100,16 +111,15 @@ class _SigintGuard:
     def uninstall(self) -> None:
         import signal
 
-        if not self.installed:
-            return
-        self.installed = False
-        try:
-            if signal.getsignal(signal.SIGINT) == self._handler:
-                # None: the previous handler was not set from Python; Python's default then
-                signal.signal(signal.SIGINT, self.old if self.old is not None
-                              else signal.default_int_handler)
-        except (ValueError, OSError, TypeError):
-            pass
+        old, self.old = self.old, {}
+        for sig, prev in old.items():
+            try:
+                if signal.getsignal(sig) == self._handler:
+                    # None: the previous handler was not set from Python; Python's default
+                    signal.signal(sig, prev if prev is not None else (
+                        signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL))
+            except (ValueError, OSError, TypeError):
+                pass
 
 
 __all__ = ["AuditError", "Auditor", "RunCosts", "train"]

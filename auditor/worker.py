@@ -15,8 +15,45 @@ from .distributed import DDPSetup, serve
 from .request import AuditRequest
 
 
+ENV_LAUNCHER = "APPROX_AUDIT_LAUNCHER_PID"
+
+
+def _watch_launcher(poll_s: float = 0.5) -> None:
+    """Die with the launcher: ranks run in their own session (so that one Ctrl-C reaches them
+    together), so a SIGKILL of ``approx-audit run`` would leave them training for ever. A
+    daemon thread checks the launcher's pid and leaves (exit 143, as SIGTERM) once it is gone;
+    torch.distributed.run's agent then sees its workers exit and leaves too."""
+    import os
+    import threading
+    import time
+
+    try:
+        pid = int(os.environ.get(ENV_LAUNCHER, ""))
+    except ValueError:
+        return
+
+    def alive() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def watch() -> None:
+        while alive():
+            time.sleep(poll_s)
+        sys.stderr.write(f"approx-audit rank: the launcher (pid {pid}) is gone; leaving\n")
+        sys.stderr.flush()
+        os._exit(143)
+
+    threading.Thread(target=watch, name="approx-audit-launcher-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    _watch_launcher()
     if len(args) != 1:
         print("usage: python -m approx_audit.auditor.worker REQUEST.json", file=sys.stderr)
         return 2

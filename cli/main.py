@@ -90,6 +90,16 @@ def _check_config(default_map: dict, path: str | None) -> None:
     check_config(default_map, path, cli.commands)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like a Ctrl-C: the audit finishes the record it is writing, keeps
+    every finished step, writes results.json and exits 3 (never the default death that loses
+    everything, never exit 1)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated("terminated by SIGTERM")
+
+
 def _interruptible() -> None:
     import signal
     import threading
@@ -98,6 +108,8 @@ def _interruptible() -> None:
         try:
             if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, None):
                 signal.signal(signal.SIGINT, signal.default_int_handler)
+            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+                signal.signal(signal.SIGTERM, _on_sigterm)
         except (ValueError, OSError):
             pass
 
@@ -109,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     SIGINT is made Python's default (KeyboardInterrupt) first: a command started with SIGINT
     inherited as ignored (a background job of a script, some CI runners) would otherwise never
     stop on Ctrl-C or ``kill -INT``; the audit then finishes the record it is writing, keeps
-    every finished step and exits 3."""
+    every finished step and exits 3. SIGTERM does the same (:class:`Terminated`)."""
     _interruptible()
     try:
         default_map, path = load_config()

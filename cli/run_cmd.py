@@ -92,11 +92,12 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
     """
     from ..auditor.audit import run_audit
     from ..auditor.decentralized import check_method_options
-    from ..auditor.distributed import check_devices, check_split, full_data_mode
+    from ..auditor.distributed import check_devices, check_nproc, check_split, full_data_mode
     from ..auditor.probes import make_probes
     from ..auditor.request import AuditRequest, MethodRequest
 
     check_split(batch_size, None, nproc)      # --nproc 0: one-line error, exit 2
+    crowded = check_nproc(nproc) if nproc > 1 else None   # --nproc 64 on 2 cores: exit 2
     _check_sink_options(nproc, tensorboard_dir, wandb_project)
     method = check_method_options(method, nproc, mixing, local_steps, easgd_alpha, init_spread,
                                   init_along)
@@ -130,6 +131,8 @@ def run(workload, workload_option, model, data, loss, seed, dtype, device, steps
         probe_mode=probe_mode)
     if nproc > 1:
         check_split(batch_size, w.n, nproc)   # before anything is launched
+        if crowded:
+            click.echo(crowded, err=True)
         check_devices(str(dev), nproc)
         full_data_mode()                      # APPROX_AUDIT_FULL_DATA, checked here
         return _run_distributed(request, w.name, nproc, fmt, fail_on)

@@ -192,8 +192,10 @@ def test_a_crash_mid_run_keeps_the_trace_and_writes_results(tmp_path, monkeypatc
 
 
 @pytest.mark.slow
-def test_ctrl_c_keeps_every_finished_step(tmp_path):
-    """A real SIGINT to `approx-audit run`: exit 3, the trace intact, results.json written."""
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_keeps_every_finished_step(tmp_path, sig):
+    """A real SIGINT (or SIGTERM) to `approx-audit run`: exit 3, the trace intact,
+    results.json written."""
     out = tmp_path / "audit"
     cmd = [sys.executable, "-m", "approx_audit.cli.main", "run", "-w", "mlp-digits", "-O", "sgd",
            "--lr", "0.05", "-B", "16", "-K", "1000000", "--probes", "cheap", "--out", str(out)]
@@ -209,7 +211,7 @@ def test_ctrl_c_keeps_every_finished_step(tmp_path):
             if trace.exists() and trace.read_text().count("\n") > 30:
                 break
             time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, sig))
         stdout, stderr = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:        # never leave the -K 1000000 child behind
@@ -507,3 +509,26 @@ def _interrupt_mid_write(tmp_path, logistic, run_mod, os):
     recs = read_trace(tmp_path / "trace.jsonl")
     assert [r["step"] for r in recs if r["record"] == "step"] == [0]
     assert recs[-1]["record"] == "end" and recs[-1]["steps"] == 1
+
+
+def test_an_interrupt_while_ruling_keeps_results_json(tmp_path, logistic, monkeypatch):
+    """Ctrl-C after training, while the verdicts are computed, used to lose everything: the
+    results are written without verdicts (status interrupted, how to rule again) and the
+    interrupt goes on."""
+    from approx_audit.auditor import audit as A
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(A, "finish_results", interrupted)
+    cfg = AuditConfig(workload=logistic, optimizer=parse_optimizer("sgd", lr=0.1), steps=15,
+                      probes="cheap", out=tmp_path)
+    with pytest.raises(KeyboardInterrupt) as info:
+        run_audit(cfg)
+    assert info.value.audit_result.status == "interrupted"    # the CLI exits 3 with it
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["status"] == "interrupted" and data["verdicts"] == []
+    assert "approx-audit report" in data["message"] and data["runs"][0]["steps"] == 15
+    monkeypatch.undo()
+    from approx_audit.auditor.results import results_from_trace
+    assert results_from_trace(tmp_path / "trace.jsonl")["verdicts"]     # ruled again

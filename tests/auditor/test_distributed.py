@@ -342,3 +342,83 @@ def test_nccl_ddp_trajectory_equals_single_process_on_gpus(tmp_path):
         for k in ("loss", "grad_norm", "update_norm", "full_loss", "local_smoothness"):
             if ra.get(k) is not None:
                 assert _close(ra[k], rb[k], 1e-5), (ra["step"], k, ra[k], rb[k])
+
+
+# --------------------------------------------------------------------------- issue 21: ranks
+
+def test_an_nproc_far_above_the_cores_is_refused_and_a_crowded_one_noted():
+    from approx_audit.auditor.distributed import check_nproc
+
+    with pytest.raises(InvalidValueError, match="--nproc 64 on 2 core"):
+        check_nproc(64, cores=2)
+    assert "share 2 core" in check_nproc(4, cores=2)
+    assert check_nproc(2, cores=2) is None
+
+
+def test_the_rank_killed_by_a_signal_is_blamed_not_the_survivor(tmp_path):
+    """A killed rank writes no error; the survivor's 'connection reset' is a consequence. The
+    agent's root-cause summary in the launch log names the killed rank."""
+    from approx_audit.auditor.distributed import _first_failure
+
+    state = tmp_path / ".distributed"
+    state.mkdir()
+    (state / "rank0.error.json").write_text(json.dumps(
+        {"rank": 0, "step": 12, "run": 0, "time": 5.0,
+         "error": "RuntimeError: [gloo] Connection reset by peer"}))
+    log = tmp_path / "launch.log"
+    log.write_text("Root Cause (first observed failure):\n[1]:\n  time      : 2026-12-04\n"
+                   "  host      : h\n  rank      : 1 (local_rank: 1)\n"
+                   "  exitcode  : -9 (pid: 4242)\n  error_file: <N/A>\n")
+    first = _first_failure(state, log)
+    assert first["rank"] == 1 and "signal 9" in first["error"]
+    (state / "rank1.error.json").write_text(json.dumps(
+        {"rank": 1, "step": 11, "run": 0, "time": 4.0, "error": "ValueError: bad batch"}))
+    assert _first_failure(state, log)["error"] == "ValueError: bad batch"   # its own error
+
+
+@pytest.mark.slow
+def test_ranks_die_with_a_killed_launcher(tmp_path):
+    """SIGKILL of `approx-audit run --nproc 2` (no handler can run) used to leave both ranks
+    training for ever; they now watch the launcher's pid and leave."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "audit"
+    cmd = [sys.executable, "-m", "approx_audit.cli.main", "run", "-w", "quadratic", "-O", "sgd",
+           "--lr", "0.01", "-B", "32", "-K", "1000000", "-p", "loss", "--nproc", "2",
+           "--format", "none", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    trace = out / "trace.jsonl"
+
+    def ranks() -> list[int]:
+        found = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/cmdline", "rb") as fh:
+                        line = fh.read()
+                except OSError:
+                    continue
+                if b"approx_audit.auditor.worker" in line and str(out).encode() in line:
+                    found.append(int(d))
+        return found
+    try:
+        deadline = time.time() + 600          # a cap against a hang; we wait on events
+        while time.time() < deadline and proc.poll() is None:
+            if trace.exists() and trace.read_text().count("\n") > 20:
+                break
+            time.sleep(0.2)
+        assert ranks(), "no rank found running"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        while time.time() < deadline and ranks():
+            time.sleep(0.2)
+        assert ranks() == []
+    finally:
+        for pid in ranks():
+            os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
