@@ -76,14 +76,62 @@ def read_trace(path: str | Path) -> list[dict[str, Any]]:
             continue
         try:
             rec = json.loads(line)
+        except RecursionError:
+            raise TraceError(f"{path}:{i} is nested too deeply to be a trace record") from None
         except json.JSONDecodeError:
             if i == len(lines):
                 break  # cut short by a kill: everything before it is intact
             raise TraceError(f"{path}:{i} is not a JSON object; the trace is damaged") from None
         if not isinstance(rec, dict) or "record" not in rec:
             raise TraceError(f"{path}:{i} is not a trace record (no 'record' field)")
+        problem = _problem(rec)
+        if problem is not None:
+            raise TraceError(f"{path}:{i}: {problem}; the trace was not written by approx-audit "
+                             "or was edited")
         records.append(rec)
     return records
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def _problem(rec: dict[str, Any]) -> str | None:
+    """What makes a record unusable (a hand-edited or foreign trace), in a few words; None
+    when its fields have the types the judge reads."""
+    if not isinstance(rec["record"], str):
+        return "'record' is not a string"
+    if "run" in rec and not _is_int(rec["run"]):
+        return f"'run' is {rec['run']!r}, not an integer"
+    if rec["record"] == "step" and not _is_int(rec.get("step")):
+        return f"a step record's 'step' is {rec.get('step')!r}, not an integer"
+    if rec["record"] != "start":
+        return None
+    facts, config, opt = rec.get("facts"), rec.get("config"), rec.get("optimizer")
+    for name, value in (("facts", facts), ("config", config), ("optimizer", opt)):
+        if value is not None and not isinstance(value, dict):
+            return f"the start record's {name!r} is not an object"
+    if isinstance(facts, dict) and not isinstance(facts.get("name"), str):
+        return "the start record's facts have no 'name'"
+    if isinstance(facts, dict) and not all(
+            _is_num(facts.get(k)) for k in ("f_star", "f_lower", "n", "d")):
+        return "the start record's facts hold a non-number where a number belongs"
+    if isinstance(config, dict):
+        assume = config.get("assume") or {}
+        if not isinstance(assume, dict) or not all(
+                isinstance(k, str) and _is_num(v) and v is not None for k, v in assume.items()):
+            return "the start record's config.assume is not a map of names to numbers"
+    if isinstance(opt, dict):
+        if not isinstance(opt.get("name"), str) or not _is_num(opt.get("lr")):
+            return "the start record's optimizer has no name or a non-number lr"
+        sv = opt.get("symbol_values") or {}
+        if not isinstance(sv, dict) or not all(_is_num(v) for v in sv.values()):
+            return "the start record's optimizer.symbol_values holds a non-number"
+    return None
 
 
 def by_run(records: Iterable[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:

@@ -10,6 +10,9 @@ import click
 from ..bounds.errors import ApproxAuditError
 
 
+MAX_VERDICTS = 2000      # the catalogue has ~40 bounds; 28,000 verdicts is not an audit
+
+
 def _load(path: Path) -> tuple[dict, str]:
     """(results, where they came from): a results.json, a trace.jsonl, or a folder of either."""
     from ..auditor.results import results_from_trace, validate_results
@@ -31,6 +34,13 @@ def _load(path: Path) -> tuple[dict, str]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApproxAuditError(f"{path} is not JSON ({exc}); give a results.json written by "
                                "approx-audit run, or its trace.jsonl") from None
+    except RecursionError:
+        raise ApproxAuditError(f"{path} is nested too deeply to be a results.json; give one "
+                               "written by approx-audit run") from None
+    n = len(data.get("verdicts") or []) if isinstance(data, dict) else 0
+    if n > MAX_VERDICTS:
+        raise ApproxAuditError(f"{path} holds {n} verdicts; an audit rules on at most a few "
+                               f"hundred bounds (refused above {MAX_VERDICTS})")
     validate_results(data, source=str(path))
     return data, str(path)
 

@@ -94,6 +94,6 @@ def test_a_cut_trace_rebuilds_an_interrupted_result(audited, tmp_path):
 
 
 def test_a_trace_without_a_start_record_is_refused(tmp_path):
-    (tmp_path / "trace.jsonl").write_text('{"record": "step", "k": 0}\n')
+    (tmp_path / "trace.jsonl").write_text('{"record": "step", "step": 0, "k": 1}\n')
     with pytest.raises(ApproxAuditError, match="no start record"):
         results_from_trace(tmp_path / "trace.jsonl")
