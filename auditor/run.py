@@ -448,7 +448,8 @@ class Auditor:
         self._emit(rec)
 
     # ------------------------------------------------------------------ the user's calls
-    def observe(self, X: Any, y: Any = None, loss: Tensor | float | None = None) -> bool:
+    def observe(self, X: Any, y: Any = None, loss: Tensor | float | None = None, *,
+                grad_norm_raw: float | None = None) -> bool:
         """Tell the auditor the batch and the loss of the coming ``optimizer.step()``.
 
         ``X`` is the batch as the model takes it (a tensor, a tuple of inputs, a dict of
@@ -457,7 +458,9 @@ class Auditor:
         norm here is recorded as ``grad_norm_raw``, the one the optimizer receives as
         ``grad_norm``, and a step whose gradient got shorter in between is a clipped step.
         Returns ``False`` (and records the divergence) when the loss is not finite: stop the
-        loop then; the trace keeps every finished step.
+        loop then; the trace keeps every finished step. ``grad_norm_raw`` gives the norm before
+        clipping when the loop clipped before it could call ``observe`` (a framework that
+        clips first, e.g. the Hugging Face Trainer: see ``integrations.transformers``).
         """
         if self.closed:
             raise AuditError("the auditor is closed; create a new one for another run")
@@ -465,7 +468,14 @@ class Auditor:
             raise AuditError("observe(X, y, loss): give the step's loss (with loss_fn=..., "
                              "observe(batch, None, loss))")
         if self._in_step:
-            return self._observe_in_step(X, y, loss)
+            ok = self._observe_in_step(X, y, loss)
+        else:
+            ok = self._observe_before_step(X, y, loss)
+        if ok and grad_norm_raw is not None and self._batch is not None and self._batch[0] is X:
+            self._raw_norm = float(grad_norm_raw)      # this call's batch is the step's
+        return ok
+
+    def _observe_before_step(self, X: Any, y: Any, loss: Tensor | float) -> bool:
         self._raw_norm = self._grad_norm_now()
         value = float(loss.detach()) if isinstance(loss, Tensor) else float(loss)
         if not math.isfinite(value):

@@ -310,8 +310,7 @@ class AuditCallback(TrainerCallback):
             return
         if self.auditor.diverged:
             return
-        if self.auditor.observe(batch, None, loss):
-            self._set_raw_norm(args)
+        self.auditor.observe(batch, None, loss, grad_norm_raw=self._raw_norm(args))
 
     def _start(self, model, optimizer, lr_scheduler, scale, micro) -> None:
         """The Auditor, at the first step: the parameters are still x_0."""
@@ -327,16 +326,15 @@ class AuditCallback(TrainerCallback):
             out=self.out, seed=self.seed, scheduler=lr_scheduler, probe_mode=self.probe_mode,
             f_lower=self.f_lower, sinks=[] if self.sink is None else [self.sink])
 
-    def _set_raw_norm(self, args) -> None:
+    def _raw_norm(self, args) -> float | None:
         """grad_norm_raw of a step the Trainer clipped: the norm from the gradient hooks (the
-        auditor's own, taken now, is the clipped one)."""
+        auditor's own, taken at observe(), is the clipped one); None when not clipped."""
         clip = float(getattr(args, "max_grad_norm", 0.0) or 0.0)
         if clip <= 0 or not self._norms:
-            return
+            return None
         raw = float(torch.linalg.vector_norm(torch.stack(
             [n.float() for n in self._norms.values()])))
-        if raw > clip:
-            self.auditor._raw_norm = raw
+        return raw if raw > clip else None
 
     def on_step_end(self, args, state, control, **kwargs):
         self._micro, self._pending, self._norms = [], None, {}
