@@ -288,6 +288,7 @@ class Auditor:
         self._raw_norm: float | None = None
         self._warned: set[str] = set()
         self._in_step = False
+        self._evaluations = 0          # observe() calls inside the current step
         self._pending: FlatParams | None = None
         self.probe_spec = probes if isinstance(probes, str) else ",".join(
             f"{p.name}@{p.every}" for p in probes)
@@ -489,6 +490,7 @@ class Auditor:
         evaluation at x_t (its gradient is snapshotted now); later calls (LBFGS's line
         search, SAM's second pass) are other points and are not the step's."""
         value = float(loss.detach()) if isinstance(loss, Tensor) else float(loss)
+        self._evaluations += 1
         if self._pending is None or self._batch is not None:
             return math.isfinite(value)
         if not math.isfinite(value):
@@ -540,7 +542,9 @@ class Auditor:
             self.step += 1
 
     def _after_step(self, optimizer, args, kwargs) -> None:
+        closure = self._pending is not None
         self._in_step, self._pending = False, None
+        evaluations, self._evaluations = self._evaluations, 0
         if self.diverged:
             return
         if self._before is None:
@@ -548,6 +552,12 @@ class Auditor:
             return
         X, y, loss_value = self._batch
         params_before, grad_before = self._before
+        applied = grad_before.flat
+        if closure and evaluations == 1:
+            # one evaluation in the closure (Lightning, a plain closure): the gradient the
+            # optimizer used is p.grad now, after whatever the closure did after observe()
+            # (Lightning clips there); LBFGS and SAM evaluate again, so theirs is not known
+            applied = self._flat_grad()
         self._batch, self._before = None, None
         params_after = self._params()
         t = self.step
@@ -563,7 +573,7 @@ class Auditor:
                            full_y=self.full_y, memory=self.memory,
                            start_checkpoint=self._start_checkpoint,
                            flat_before=params_before.flat, flat_after=params_after.flat,
-                           flat_grad=grad_before.flat, grad_exact=self._grad_exact,
+                           flat_grad=applied, grad_exact=self._grad_exact,
                            grad_norm_raw=self._raw_norm)
         values: dict[str, Any] = {}
         notes: dict[str, str] = {}

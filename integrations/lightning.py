@@ -30,7 +30,8 @@ Auditor's protocol:
   ``optimizer.step(closure)`` for automatic optimization (the Auditor takes x_t at the step and
   the gradient then), just before ``scaler.step`` under 16-mixed. Lightning calls that hook
   after ``scaler.unscale_`` (``plugins/precision/amp.py``), so the gradients measured are
-  unscaled, and before its own gradient clipping.
+  unscaled, and before its own gradient clipping (the clipped gradient the optimizer uses is
+  read after the closure).
 * **The audited function.** ``loss_fn(module, batch) -> scalar`` defaults to the module's own
   loss: ``module.training_step(batch, 0)``, the tensor it returns or its ``"loss"``, with the
   module's ``log`` / ``log_dict`` silenced while the probes evaluate it (they call it many
@@ -51,9 +52,9 @@ one). Under DDP only rank 0 builds an auditor and the
 other ranks do nothing; rank 0 reports its *local* batch and loss while its gradient is the
 all-reduced one, and nothing is reduced across ranks. ``sync_batchnorm=True`` with
 ``probe_mode="train"`` under DDP is refused (rank 0's probes alone would enter collectives).
-With ``gradient_clip_val`` (full or bf16 precision) the gradient recorded is the one before
-Lightning clips it (taken in the closure), so clipped steps are not detected (warned); under
-16-mixed the Auditor takes it at the step, clipped. The audited parameters are all the
+With ``gradient_clip_val`` the raw gradient is the one at ``on_before_optimizer_step`` (before
+Lightning clips it) and the applied one is read after the closure (full or bf16 precision) or
+at the step (16-mixed), so clipped steps are recorded as such. The audited parameters are all the
 module's trainable ones: with several optimizers, a gradient another optimizer's backward
 left in its parameters counts in the audited step's gradient (release it after that step).
 """
@@ -300,11 +301,6 @@ class AuditCallback(Callback):
         self._optimizer = opt
         self._scale_by = int(trainer.accumulate_grad_batches) if pl_module.automatic_optimization \
             else 1
-        if (pl_module.automatic_optimization and trainer.gradient_clip_val
-                and getattr(trainer.precision_plugin, "scaler", None) is None):
-            self._warn_once("clip", f"gradient_clip_val={trainer.gradient_clip_val}: the audit "
-                            "takes each step's gradient inside the optimizer's closure, before "
-                            "Lightning clips it, so clipped steps are not detected")
         self.auditor = Auditor(pl_module, opt, loss_fn=self.loss_fn or module_loss,
                                data=None if full is None else (full, None), probes=self.probes,
                                out=self.out, seed=self.seed, probe_mode=self.probe_mode,

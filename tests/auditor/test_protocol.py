@@ -195,3 +195,29 @@ def test_api_verdicts_speak_of_keywords_not_cli_options():
     assert any("assume={'" in t for t in texts), texts
     assert not any("--assume" in t or "--optimizer" in t for t in texts)
     assert "--assume" not in json.dumps(results)
+
+
+def test_clipping_inside_a_closure_is_seen():
+    """Lightning clips inside the closure, after the callback's observe(): with one evaluation
+    per step the applied gradient is read after the closure, so the step is a clipped one."""
+    X, y = _data()
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    aud = Auditor(model, opt, loss=_mse, data=(X, y), probes="loss,grad_norm,update_norm")
+
+    def closure():
+        opt.zero_grad()
+        loss = _mse(model(X), y)
+        loss.backward()
+        aud.observe(X, y, loss)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.01)
+        return loss
+
+    for _ in range(3):
+        opt.step(closure)
+    aud.close()
+    steps = [r for r in aud.records if r["record"] == "step"]
+    assert all(r["grad_clipped"] == 1.0 for r in steps)
+    assert all(r["grad_norm"] == pytest.approx(0.01, rel=1e-4) for r in steps)
+    assert all(r["grad_norm_raw"] > 0.01 for r in steps)
+    assert steps[-1]["update_norm"] == pytest.approx(0.05 * 0.01, rel=1e-4)

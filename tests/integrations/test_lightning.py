@@ -315,6 +315,19 @@ def test_an_exception_in_training_finishes_the_audit_with_status_error(tmp_path)
     assert res["runs"][0]["steps"] == 3 and cb.results["status"] == "error"
 
 
+def test_gradient_clipping_under_automatic_optimization_is_recorded(tmp_path):
+    """Lightning clips inside the closure, after on_before_optimizer_step: the raw norm is
+    taken there and the applied one after the closure, so clipped steps are flagged."""
+    X, y = _data()
+    cb = AuditCallback(out=tmp_path, probes="loss,grad_norm", data=None)
+    _fit(_initial(), [cb], gradient_clip_val=1e-3)
+    steps = [r for r in cb.auditor.records if r["record"] == "step"]
+    assert len(steps) == STEPS and all(r["grad_clipped"] == 1.0 for r in steps)
+    assert all(r["grad_norm"] == pytest.approx(1e-3, rel=1e-3) for r in steps)
+    assert all(r["grad_norm_raw"] > 1e-3 for r in steps)
+    assert cb.verdicts and all("clipping" in v.reason for v in cb.verdicts)
+
+
 README_EXAMPLE = '''
 import torch
 from torch import nn
