@@ -220,7 +220,11 @@ def results_from_trace(path: str | Path) -> dict[str, Any]:
     verdicts, extra = judge(records, facts, spec, bounds=config.get("bounds"),
                             assume=config.get("assume") or {})
     ends = [r for r in records if r["record"] == "end"]
-    if any(r.get("status") in ("diverged", "error", "interrupted") for r in ends):
+    broken = next((f"run {r.run}: steps not contiguous: {r.contiguity}" for r in extra["runs"]
+                   if r.contiguity is not None), None)
+    if broken is not None:
+        status = "error"    # a hand-edited or concatenated trace: no run here is complete
+    elif any(r.get("status") in ("diverged", "error", "interrupted") for r in ends):
         status = next(r["status"] for r in ends if r.get("status") in
                       ("diverged", "error", "interrupted"))
     elif len(ends) < len(starts) or len(starts) < int(config.get("seeds") or 1):
@@ -229,7 +233,7 @@ def results_from_trace(path: str | Path) -> dict[str, Any]:
         status = "completed"
     message = (None if status == "completed" else
                f"rebuilt from {Path(path).name}: {sum(r['record'] == 'step' for r in records)} "
-               "steps recorded")
+               "steps recorded" + (f"; {broken}" if broken else ""))
     wall = [r.get("wall_time") for r in starts if r.get("wall_time")]
     started = min(wall) if wall else time.time()
     prov = provenance(config.get("device", "cpu"), None, started, time.time())

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -46,10 +47,13 @@ class RunEvidence:
     @cached_property
     def diverged(self) -> dict[str, Any] | None:
         return self._first("diverged")
-        self.steps = [r for r in self.records if r["record"] == "step"]
-        self.final = next((r for r in self.records if r["record"] == "final"), None)
-        self.end = next((r for r in self.records if r["record"] == "end"), None)
-        self.diverged = next((r for r in self.records if r["record"] == "diverged"), None)
+
+    @cached_property
+    def contiguity(self) -> str | None:
+        """None when the step records are steps 0..n−1 in file order, each once, with the
+        init record at k = 0 and the final one at k = n; else the first offences in one line.
+        A hand-edited or concatenated trace would otherwise be ruled on as if complete."""
+        return _contiguity(self.records, self.steps)
 
     @property
     def status(self) -> str:
@@ -146,6 +150,59 @@ class RunEvidence:
     def lrs(self) -> list[float]:
         return [float(r["lr"]) for r in self.steps if r.get("lr") is not None]
 
+
+def _index(value: Any) -> int | None:
+    """A record's step index or k, when it is a plain integer (a JSON bool or text is not)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _listed(values: Sequence[int], total: int, what: str) -> str:
+    """'17 missing', '17, 18, 19 missing', '17, 18, 19, … missing (12 in all)'."""
+    head = ", ".join(str(v) for v in values[:3])
+    return head + (f", … {what} ({total} in all)" if total > 3 else f" {what}")
+
+
+def _first_missing(uniq: Sequence[int], most: int = 3) -> list[int]:
+    """The first ``most`` indices ≥ 0 absent from the sorted, distinct, non-negative ``uniq``
+    (walking the gaps: a hostile index of 10¹² costs nothing)."""
+    out: list[int] = []
+    prev = -1
+    for v in uniq:
+        out.extend(range(prev + 1, min(v, prev + 1 + most - len(out))))
+        if len(out) >= most:
+            break
+        prev = v
+    return out
+
+
+def _contiguity(records: Sequence[dict[str, Any]], steps: Sequence[dict[str, Any]]
+                ) -> str | None:
+    """The offences of :attr:`RunEvidence.contiguity`, in the order a reader checks them."""
+    idx = [_index(r.get("step")) for r in steps]
+    bad = next((j for j, i in enumerate(idx) if i is None or i < 0), None)
+    if bad is not None:
+        return f"a step record has step index {steps[bad].get('step')!r}, not an integer ≥ 0"
+    problems = []
+    uniq = sorted(set(idx))
+    n_missing = uniq[-1] + 1 - len(uniq) if uniq else 0
+    if n_missing:
+        problems.append(_listed(_first_missing(uniq), n_missing, "missing"))
+    dupes = sorted(t for t, c in Counter(idx).items() if c > 1)
+    if dupes:
+        problems.append(_listed(dupes, len(dupes), "duplicated"))
+    back = next((i for i in range(1, len(idx)) if idx[i] < idx[i - 1]), None)
+    if back is not None:
+        problems.append(f"{idx[back - 1]} before {idx[back]}")
+    counts = Counter(r.get("record") for r in records)
+    problems += [f"{counts[kind]} {kind} records" for kind in ("start", "init", "final", "end")
+                 if counts[kind] > 1]
+    init = next((r for r in records if r.get("record") == "init"), None)
+    if init is not None and _index(init.get("k")) != 0:
+        problems.append(f"the init record is at k = {init.get('k')!r}, not 0")
+    final = next((r for r in records if r.get("record") == "final"), None)
+    if final is not None and not (n_missing or dupes) and _index(final.get("k")) != len(idx):
+        problems.append(f"the final record is at k = {final.get('k')!r}, after {len(idx)} steps")
+    return ", ".join(problems) or None
 
 
 def runs_from_records(records: Iterable[dict[str, Any]]) -> list[RunEvidence]:

@@ -1,9 +1,9 @@
 """The gates before a comparison: each accepts the case (None) or stops it with a ruling.
 
-In DESIGN.md's order: ``error`` for a diverged or failed run (never ``violated``), then
-``not_applicable`` for a lower bound, another algorithm, a deterministic bound on a stochastic
-run, another step rule, a refuted assumption, a refuted assertion (a contradicted fact is an
-``error``) and a condition that certainly fails.
+In DESIGN.md's order: ``error`` for a run whose steps are not contiguous and for a diverged or
+failed run (never ``violated``), then ``not_applicable`` for a lower bound, another algorithm,
+a deterministic bound on a stochastic run, another step rule, a refuted assumption, a refuted
+assertion (a contradicted fact is an ``error``) and a condition that certainly fails.
 """
 
 from __future__ import annotations
@@ -55,6 +55,15 @@ class Stop:
 
 def _failed(case: Case) -> list[ConditionCheck]:
     return [c for c in case.conditions if c.status == "fails"]
+
+
+def non_contiguous(case: Case) -> Stop | None:
+    """A run whose steps are not 0..n−1, each once, in order (a hand-edited or concatenated
+    trace) is an ``error``: ruling on it would claim checkpoints the run may not have had."""
+    for r in case.runs:
+        if r.contiguity is not None:
+            return Stop(Ruling.ERROR, f"run {r.run}: steps not contiguous: {r.contiguity}")
+    return None
 
 
 def bad_run(case: Case) -> Stop | None:
@@ -143,8 +152,8 @@ def failing_condition(case: Case) -> Stop | None:
 
 
 GATES: tuple[Callable[[Case], Stop | None], ...] = (
-    bad_run, lower_bound, wrong_algorithm, clipped_steps, deterministic_on_stochastic,
-    other_step_rule,
+    non_contiguous, bad_run, lower_bound, wrong_algorithm, clipped_steps,
+    deterministic_on_stochastic, other_step_rule,
     refuted_assumption, conflicting_constant, failing_condition)
 
 
