@@ -3,8 +3,9 @@
 :func:`run_audit` is what ``approx-audit run`` calls. One run per seed (``seeds`` runs with
 sampling seeds ``seed, seed + 1, …``; the initial point is the workload's, the same for every
 run, so R and Δ are shared and only the minibatch order changes); all runs append to one
-``trace.jsonl``. Whatever ends the runs — the last step, a non-finite loss, Ctrl-C or an
-exception — ``results.json`` is written for what exists before the exception goes on.
+``trace.jsonl``. Whatever ends the runs — the last step, a non-finite loss, Ctrl-C, an
+exception or a ``sys.exit()`` in the user's code — ``results.json`` is written for what exists
+before the exception goes on.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from .results import assemble, provenance, write_json_atomic
 from .run import Auditor, train
 from .judge import Facts, Verdict, judge, select_bounds, summarize
 
-__all__ = ["AuditConfig", "AuditResult", "facts_of", "run_audit"]
+__all__ = ["AUDIT_FILES", "AuditConfig", "AuditResult", "UserExitError", "facts_of",
+           "prepare_out", "run_audit"]
 
 
 @dataclass
@@ -141,6 +143,62 @@ def _finish_sinks(sinks, verdicts, step: int) -> None:
                 break
 
 
+class UserExitError(RuntimeError):
+    """The user's code called ``sys.exit()`` during training: a failed run (exit 3, with what
+    was measured written), never the normal end of the process that SystemExit would be."""
+
+
+def _failure(i: int, exc: BaseException) -> tuple[str, BaseException]:
+    """The message of run ``i`` failing with ``exc``, and what :func:`run_audit` re-raises
+    (a SystemExit becomes a :class:`UserExitError`: callers catching Exception see it)."""
+    if isinstance(exc, SystemExit):
+        message = f"run {i} failed: the user's code called sys.exit({exc.code!r}) during training"
+        err = UserExitError(message)
+        err.__cause__ = exc
+        return message, err
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"run {i} failed: {type(exc).__name__}: {text}", exc
+
+
+def _close_failed(auditor: Auditor, message: str) -> None:
+    """End a failed run's records. A user's forward that exits once exits again at the final
+    checkpoint: then the run is closed without one (the steps already recorded stay)."""
+    try:
+        auditor.close("error", message)
+    except SystemExit as exc:
+        auditor.full_X = None
+        auditor.probe_errors["checkpoints"] = f"SystemExit: sys.exit({exc.code!r}) at x_K"
+        auditor.close("error", message)
+
+
+# what an audit writes into its folder; anything else there is the user's and stays
+AUDIT_FILES = ("trace.jsonl", "results.json", "report.html", "report.md")
+
+
+def prepare_out(out: Path) -> None:
+    """Create ``out`` and remove the previous audit's own files from it (trace, results, both
+    reports, the report's plots), so that nothing there can be mistaken for this run's; files
+    the user put there stay. A file that cannot be removed is a one-line input error."""
+    from .report import PLOT_DIR
+
+    out.mkdir(parents=True, exist_ok=True)
+    plots = out / PLOT_DIR
+    old = [out / name for name in AUDIT_FILES]
+    if plots.is_dir() and not plots.is_symlink():
+        old += sorted(plots.glob("*.svg"))
+    try:
+        for p in old:
+            if p.is_file() or p.is_symlink():
+                p.unlink()
+        if plots.is_dir() and not plots.is_symlink() and not any(plots.iterdir()):
+            plots.rmdir()
+    except OSError as exc:
+        raise ApproxAuditError(f"--out {out}: cannot remove the previous audit's "
+                               f"{Path(exc.filename or '').name or 'files'} "
+                               f"({exc.strerror or exc}); remove it or choose another --out"
+                               ) from None
+
+
 def run_audit(config: AuditConfig) -> AuditResult:
     """Run every seed, rule on the bounds, write ``results.json`` into ``config.out``."""
     w, spec = config.workload, config.optimizer
@@ -150,10 +208,7 @@ def run_audit(config: AuditConfig) -> AuditResult:
     selected = select_bounds(_catalogue, spec_dict, full_batch, wanted)
     averages = any(b.quantity.value == "averaged_iterate_gap" for b in selected)
     if config.out is not None:
-        config.out.mkdir(parents=True, exist_ok=True)
-        trace = config.out / "trace.jsonl"
-        if trace.exists():
-            trace.unlink()      # a new audit starts a new trace in this folder
+        prepare_out(config.out)
     records: list[dict[str, Any]] = []
     status, message = "completed", None
     started = time.time()
@@ -185,13 +240,12 @@ def run_audit(config: AuditConfig) -> AuditResult:
                 auditor.close("error", "stopped by an input error")
                 records.extend(auditor.records)
             raise
-        except Exception as exc:  # noqa: BLE001 - recorded, results still written, then re-raised
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - recorded, written, re-raised
             status = "error"
-            message = f"run {i} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            message, interrupt = _failure(i, exc)
             if auditor is not None:
-                auditor.close("error", message)
+                _close_failed(auditor, message)
                 records.extend(auditor.records)
-            interrupt = exc
             break
         if auditor is not None:
             records.extend(auditor.records)

@@ -70,7 +70,8 @@ class UserWorkloadError(ApproxAuditError, ValueError):
     """A user's ``--model``/``--data``/``--loss`` could not be used.
 
     ``reason`` says which check failed: ``syntax``, ``module_not_found``, ``attribute_missing``,
-    ``not_callable``, ``raised``, ``return_type``, ``length_mismatch`` or ``empty``.
+    ``not_callable``, ``raised``, ``return_type``, ``length_mismatch``, ``empty``,
+    ``no_parameters``, ``frozen`` or ``detached``.
     """
 
     def __init__(self, reason: str, message: str):
@@ -254,10 +255,21 @@ def _as_float64(t: Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float64).numpy()
 
 
-def _int_option(name: str, value, low: int) -> int:
+def _int_option(name: str, value, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise WorkloadOptionError(f"option {name}={value!r} must be an integer >= {low}")
+    if high is not None and value > high:
+        raise WorkloadOptionError(f"option {name}={value!r} must be an integer <= {high}")
     return int(value)
+
+
+# torch's generators take 64-bit seeds: above this, torch.manual_seed overflows (an internal
+# error deep in setup); runs use seed, seed + 1, … and stay below 2**64
+SEED_MAX = 2**63 - 1
+
+
+def _seed_option(seed) -> int:
+    return _int_option("seed", seed, 0, SEED_MAX)
 
 
 def _float_option(name: str, value, *, low: float, low_open: bool = True, high: float | None = None) -> float:
@@ -580,7 +592,7 @@ def get_workload(name: str, *, seed: int = 0, dtype: torch.dtype | None = None,
         valid = ", ".join(f"{k}={v!r}" for k, v in entry.defaults.items())
         raise WorkloadOptionError(
             f"workload {name!r} takes no option {', '.join(unknown)}; its options: {valid}")
-    seed = _int_option("seed", seed, 0)
+    seed = _seed_option(seed)
     dtype = entry.default_dtype if dtype is None else dtype
     device = _check_dtype_device(dtype, device)
     parts = entry.build(seed, dtype, device, **{**entry.defaults, **options})
@@ -700,6 +712,52 @@ def _data_tensors(obj, spec: str) -> tuple[Tensor, Tensor]:
     return X, y
 
 
+def _check_trainable(model: nn.Module, model_spec: str) -> None:
+    """A model without parameters, or with every one frozen, would fail inside the optimizer
+    or the first probe (an internal error after setup): refuse it before training."""
+    params = list(model.parameters())
+    kind = type(model).__name__
+    if not params:
+        raise UserWorkloadError("no_parameters", f"--model {model_spec}: the {kind} has no "
+                                "parameters, so there is nothing to train; return a module "
+                                "with nn.Parameter weights")
+    if not any(p.requires_grad for p in params):
+        raise UserWorkloadError("frozen", f"--model {model_spec}: all {len(params)} parameter "
+                                f"tensors of the {kind} are frozen (requires_grad=False); "
+                                "unfreeze the ones to train with p.requires_grad_(True)")
+
+
+def _check_fit(model: nn.Module, criterion: Callable, X: Tensor, y: Tensor, model_spec: str,
+               data_spec: str, loss_spec: str) -> None:
+    """One forward and one loss on two examples, with gradients on: the pieces fit, the loss
+    is a scalar, and it depends on the parameters (a detached output has no ``grad_fn``)."""
+    k = min(2, X.shape[0])
+    try:
+        with torch.enable_grad():
+            out = model(X[:k])
+    except Exception as exc:  # noqa: BLE001 -- user code
+        raise UserWorkloadError(
+            "raised", f"--model {model_spec} raised {type(exc).__name__} on inputs of shape "
+            f"{tuple(X[:k].shape)} from --data {data_spec}: {_first_line(exc)}") from exc
+    try:
+        with torch.enable_grad():
+            value = criterion(out, y[:k])
+    except Exception as exc:  # noqa: BLE001 -- user code
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise UserWorkloadError(
+            "raised", f"--loss {loss_spec} raised {type(exc).__name__} on outputs {shape} "
+            f"and targets {tuple(y[:k].shape)}: {_first_line(exc)}") from exc
+    if not (isinstance(value, Tensor) and value.numel() == 1 and value.is_floating_point()):
+        got = f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+        raise UserWorkloadError("return_type", f"--loss {loss_spec} returned {got}; return a scalar float "
+                                "tensor (reduce with .mean())")
+    if value.grad_fn is None:
+        raise UserWorkloadError(
+            "detached", f"--model {model_spec} with --loss {loss_spec}: the loss has no gradient "
+            "(no grad_fn): the model's output or the loss is detached from the parameters "
+            "(.detach(), torch.no_grad(), .item() or numpy inside); keep it differentiable")
+
+
 def _resolve_loss(loss_spec, seed: int) -> tuple[Callable, str, bool]:
     """(criterion, name, known non-negative)."""
     if isinstance(loss_spec, str) and loss_spec in LOSSES:
@@ -737,7 +795,7 @@ def load_user_workload(model_spec: str, data_spec: str, loss_spec: str = "mse", 
     """
     dtype = torch.float32 if dtype is None else dtype
     device = _check_dtype_device(dtype, device)
-    seed = _int_option("seed", seed, 0)
+    seed = _seed_option(seed)
     model_fn = _resolve(model_spec, "--model")
     data_fn = _resolve(data_spec, "--data")
     criterion, loss_name, nonnegative = _resolve_loss(loss_spec, seed)
@@ -757,26 +815,8 @@ def load_user_workload(model_spec: str, data_spec: str, loss_spec: str = "mse", 
     X, y = X.to(device), y.to(device)
     model = model.to(dtype=dtype, device=device)
 
-    k = min(2, X.shape[0])
-    try:
-        with torch.no_grad():
-            out = model(X[:k])
-    except Exception as exc:  # noqa: BLE001 -- user code
-        raise UserWorkloadError(
-            "raised", f"--model {model_spec} raised {type(exc).__name__} on inputs of shape "
-            f"{tuple(X[:k].shape)} from --data {data_spec}: {_first_line(exc)}") from exc
-    try:
-        with torch.no_grad():
-            value = criterion(out, y[:k])
-    except Exception as exc:  # noqa: BLE001 -- user code
-        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise UserWorkloadError(
-            "raised", f"--loss {loss_spec} raised {type(exc).__name__} on outputs {shape} "
-            f"and targets {tuple(y[:k].shape)}: {_first_line(exc)}") from exc
-    if not (isinstance(value, Tensor) and value.numel() == 1 and value.is_floating_point()):
-        got = f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
-        raise UserWorkloadError("return_type", f"--loss {loss_spec} returned {got}; return a scalar float "
-                                "tensor (reduce with .mean())")
+    _check_trainable(model, model_spec)
+    _check_fit(model, criterion, X, y, model_spec, data_spec, loss_spec)
 
     n_params = sum(p.numel() for p in model.parameters())
     return Workload(
