@@ -62,9 +62,23 @@ def check_config(default_map: dict, path: str | None, commands: Mapping) -> None
         if command is None:
             raise ApproxAuditError(f"{path}: no command [{cmd}]; commands: "
                                    f"{', '.join(sorted(commands))}")
-        names = {p.name for p in command.params if p.name}
-        for key in opts:
-            if key not in names:
-                close = difflib.get_close_matches(key, sorted(names), n=1)
+        params = {p.name: p for p in command.params if p.name}
+        for key, value in opts.items():
+            if key not in params:
+                close = difflib.get_close_matches(key, sorted(params), n=1)
                 hint = f"; did you mean {close[0]}?" if close else ""
                 raise ApproxAuditError(f"{path}: [{cmd}] has no option {key!r}{hint}")
+            _check_value(path, cmd, key, value, params[key])
+
+
+def _check_value(path, cmd: str, key: str, value, param) -> None:
+    """A file's value click would mangle: infinity or NaN (``steps = 1e400`` reads as inf),
+    or a float for an integer option (click truncates 2.5 to 2)."""
+    import math
+
+    import click
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ApproxAuditError(f"{path}: [{cmd}] {key} = {value}: not a finite number")
+    if (isinstance(value, float) and isinstance(param.type, click.types.IntParamType)):
+        raise ApproxAuditError(f"{path}: [{cmd}] {key} = {value!r}: give an integer")

@@ -235,19 +235,25 @@ def test_a_seed_beyond_64_bits_is_an_input_error(user, tmp_path, workload):
                                  "integer <= 9223372036854775807")
 
 
-@pytest.mark.xfail(strict=True, reason="needs cli/config.py to refuse non-finite numbers "
-                                       "(reported to the lead); an internal error today")
-def test_steps_1e400_in_the_configuration_file_is_an_input_error(tmp_path, monkeypatch):
+@pytest.mark.parametrize("value, needle", [("1e400", "not a finite number"),
+                                           ("nan", "not a finite number"),
+                                           ("2.5", "give an integer")])
+def test_a_bad_number_in_the_configuration_file_is_an_input_error(tmp_path, monkeypatch,
+                                                                   capsys, value, needle):
+    """steps = 1e400 reads as infinity (click then failed: exit 3); 2.5 was truncated to 2."""
     from approx_audit.cli.main import main
 
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "approx-audit.toml").write_text(textwrap.dedent("""
+    (tmp_path / "approx-audit.toml").write_text(textwrap.dedent(f"""
         [run]
-        steps = 1e400
+        steps = {value}
     """))
     with pytest.raises(SystemExit) as info:
         main(["run", "-w", "quadratic", "-O", "sgd", "--out", str(tmp_path / "out")])
     assert info.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and needle in err[0] and "[run] steps" in err[0]
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("value", ["L=-1", "L=0"])
