@@ -126,7 +126,18 @@ def no_plots() -> dict[str, Any]:
 
 
 def _plots(results: Mapping[str, Any], compare: Mapping[str, Any] | None) -> dict[str, Any]:
-    """SVG plots (strings) with captions and file names; empty when matplotlib fails."""
+    """SVG plots (strings) with captions and file names; empty when matplotlib fails.
+    matplotlib's RuntimeWarnings on extreme axes (a diverged run's values near 1e38) are
+    silenced here: the plots drop what they cannot draw and say so."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _draw_plots(results, compare)
+
+
+def _draw_plots(results: Mapping[str, Any], compare: Mapping[str, Any] | None
+                ) -> dict[str, Any]:
     try:
         from . import plots
     except ImportError:  # pragma: no cover - the plots module ships with the package
