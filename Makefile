@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean test-loaded signal-trials
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,15 @@ test: $(STAMP)
 	@$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
+
+# The suite as CI meets it on a shared machine: LOAD (default 2) CPU burners run beside it.
+test-loaded: $(STAMP)
+	@burners=""; for i in $$(seq $${LOAD:-2}); do yes > /dev/null & burners="$$burners $$!"; done; \
+	trap 'kill $$burners 2>/dev/null' EXIT; $(MAKE) --no-print-directory test
+
+# The Ctrl-C / SIGTERM tests N times (default 20) under LOAD burners; prints the pass count.
+signal-trials: $(STAMP)
+	@$(BIN)/python benchmarks/signal_trials.py --trials $${N:-20} --load $${LOAD:-2}
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
