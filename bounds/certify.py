@@ -238,8 +238,10 @@ def _row(prog: pep.Program, b: float, K: int, params: dict, tight: bool, solver:
 
 
 def check_bound(bound: Bound, horizons: Iterable[int] = range(1, 11), *, solver: str = "clarabel",
-                points: Iterable[dict] | None = None) -> CheckResult:
-    """Check a catalogue bound against exact worst cases at every horizon and parameter point."""
+                points: Iterable[dict] | None = None,
+                progress: Callable[[int, int], None] | None = None) -> CheckResult:
+    """Check a catalogue bound against exact worst cases at every horizon and parameter point;
+    ``progress(done, total)`` is called after each solved program (a progress bar)."""
     spec = SPECS.get(bound.id)
     if spec is None:
         raise InvalidValueError(
@@ -247,7 +249,9 @@ def check_bound(bound: Bound, horizons: Iterable[int] = range(1, 11), *, solver:
             f"methods; checkable ids: {', '.join(sorted(SPECS))}")
     needed = sorted(spec.points[0])
     rows = []
-    for p in (spec.points if points is None else tuple(points)):
+    horizons = [int(K) for K in horizons]
+    grid = spec.points if points is None else tuple(points)
+    for p in grid:
         missing = [k for k in needed if k not in p]
         if missing:
             raise InvalidValueError(f"checking {bound.id} needs {', '.join(missing)}=VALUE "
@@ -264,6 +268,8 @@ def check_bound(bound: Bound, horizons: Iterable[int] = range(1, 11), *, solver:
             prog = pep.solve_program(method, fc, spec.metric, spec.initial(p), solver=solver)
             b = float(bound.evaluate(**used, K=int(K)))
             rows.append(_row(prog, b, int(K), dict(p), bound.tight, solver))
+            if progress is not None:
+                progress(len(rows), len(grid) * len(horizons))
     valid = not any(r.outcome == "refuted" for r in rows)
     tight_ok = None if not bound.tight else all(r.status == "tight" for r in rows)
     complete = all(r.exact and r.solver_status == "optimal" for r in rows)
@@ -274,13 +280,16 @@ def check_bound(bound: Bound, horizons: Iterable[int] = range(1, 11), *, solver:
 
 def check_claim(claim_rhs, method_factory: Callable[[int], pep.FixedStepMethod],
                 function_class: pep.FunctionClass, metric: str, initial: dict,
-                horizons: Iterable[int], values: dict, *, solver: str = "clarabel"):
-    """Check a user's claim ``metric <= claim_rhs`` (a sympy expression from the safe parser)."""
+                horizons: Iterable[int], values: dict, *, solver: str = "clarabel",
+                progress: Callable[[int, int], None] | None = None):
+    """Check a user's claim ``metric <= claim_rhs`` (a sympy expression from the safe parser);
+    ``progress(done, total)`` after each solved program."""
     import sympy as sp
 
     from .symbols import SYMBOLS
 
     rows = []
+    horizons = [int(K) for K in horizons]
     for K in horizons:
         prog = pep.solve_program(method_factory(int(K)), function_class, metric, initial,
                                  solver=solver)
@@ -295,6 +304,8 @@ def check_claim(claim_rhs, method_factory: Callable[[int], pep.FixedStepMethod],
         if not math.isfinite(b):
             raise InvalidValueError(f"the claim evaluates to {b} at K = {K}")
         rows.append(_row(prog, b, int(K), dict(values), False, solver))
+        if progress is not None:
+            progress(len(rows), len(horizons))
     valid = not any(r.outcome == "refuted" for r in rows)
     complete = all(r.exact and r.solver_status == "optimal" for r in rows)
     return CheckResult("claim", tuple(rows), valid, None, True, complete)

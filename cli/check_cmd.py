@@ -13,6 +13,7 @@ from ..bounds import symbols as S
 from ..bounds.certify import SPECS, check_bound, check_claim
 from ..bounds.errors import InvalidValueError
 from ..bounds.parser import parse_expression
+from .options import progress_callback
 from .values import parse_assignments
 
 EXIT_INVALID = 1
@@ -49,8 +50,9 @@ def _positive_int(ctx, param, value):
 @click.option("--certificate-out", "cert_dir", type=click.Path(file_okay=False),
               help="Write each row's certificate or counterexample as JSON into this folder "
                    "(re-check with approx-audit verify FILE).")
+@click.option("--quiet", is_flag=True, help="No progress bar (drawn only on a terminal).")
 def check(bound_id, values, horizon, solver, fmt, claim, method, step, momentum, fclass, metric,
-          initial, cert_dir):
+          initial, cert_dir, quiet):
     """Check BOUND_ID (or --claim) against exact worst cases for K = 1..--horizon.
 
     \b
@@ -85,7 +87,8 @@ def check(bound_id, values, horizon, solver, fmt, claim, method, step, momentum,
             raise InvalidValueError(
                 f"{bound.id} cannot be checked by PEP (stochastic, asymptotic or not a fixed-step "
                 f"method); checkable: {', '.join(sorted(SPECS))}")
-        result = check_bound(bound, horizons, solver=solver, points=points)
+        result = check_bound(bound, horizons, solver=solver, points=points,
+                             progress=progress_callback(quiet))
         _write_certificates(cert_dir, bound.id, result.rows)
         _emit(result.to_dict(), result.rows, fmt, title=bound.id, note=result.note)
         if result.refuted:
@@ -116,7 +119,8 @@ def check(bound_id, values, horizon, solver, fmt, claim, method, step, momentum,
     for name in initial:
         init[name] = _need(vals, "R" if name == "distance" else "Delta", f"--initial {name}")
     factory = _method_factory(method, step, momentum, vals, L, fclass)
-    result = check_claim(expr, factory, fc, metric, init, horizons, vals, solver=solver)
+    result = check_claim(expr, factory, fc, metric, init, horizons, vals, solver=solver,
+                         progress=progress_callback(quiet))
     d = result.to_dict()
     d["id"] = "claim"
     d["claim"] = claim

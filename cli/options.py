@@ -254,3 +254,23 @@ def progress_bar(steps: int, runs: int, quiet: bool):
     from ..auditor.sinks import ProgressSink
 
     return ProgressSink(steps, runs=runs)
+
+
+def progress_callback(quiet: bool):
+    """``progress(done, total)`` drawing a progress bar on stderr (for work counted in solved
+    programs: ``check``'s worst cases); None with --quiet. Drawn only on a terminal."""
+    if quiet:
+        return None
+    state: dict = {}
+
+    def progress(done: int, total: int) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            from ..auditor.sinks import ProgressSink
+
+            bar = state["bar"] = ProgressSink(total, runs=1)
+            bar.write({"record": "start", "run": 0})
+        bar.write({"record": "step", "run": 0, "k": done})
+        if done >= total:
+            bar.write({"record": "end", "run": 0})
+    return progress

@@ -342,3 +342,21 @@ def test_stability_and_certify_drive_a_progress_bar():
                      progress=ProgressSink(5, stream=out2, clock=clock, min_interval=0.0))
     assert out2.getvalue().count("\n") == 1 and "5/5" in out2.getvalue() and "loss" in \
         out2.getvalue()
+
+
+def test_check_drives_a_progress_bar_per_solved_program(monkeypatch):
+    """approx-audit check's worst cases, one solved program at a time."""
+    from approx_audit.bounds import catalogue
+    from approx_audit.bounds.certify import check_bound
+    from approx_audit.cli import options
+
+    out = FakeTTY()
+    monkeypatch.setattr(sinks_mod.sys, "stderr", out)
+    seen = []
+    progress = options.progress_callback(False)
+    check_bound(catalogue.get("gd.smooth_convex.drori_teboulle_2014"), range(1, 4),
+                progress=lambda d, t: (seen.append((d, t)), progress(d, t)))
+    n = len(seen)                          # horizons 1..3 at each of the spec's points
+    assert n % 3 == 0 and seen == [(i, n) for i in range(1, n + 1)]
+    assert f"{n}/{n}" in out.getvalue() and out.getvalue().endswith("\n")
+    assert options.progress_callback(True) is None
