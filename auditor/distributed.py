@@ -246,6 +246,7 @@ class CollectiveAuditor(Auditor):
 
     _collectives = True
     _repeat_check = False
+    _defer_init = False
 
     def close(self, status: str | None = None, message: str | None = None) -> dict[str, Any]:
         if status in ("error", "interrupted"):

@@ -6,11 +6,14 @@ checkpoints). For that to measure *one* function on models people train, :class:
 fixes what a plain forward pass leaves open:
 
 Mode
-    ``mode="train"`` (default) evaluates every module in train mode, the function training
-    differentiates: BatchNorm normalizes with the probe batch's own statistics, dropout drops.
-    ``mode="eval"`` evaluates the eval-mode function (running statistics, no dropout) instead.
-    ``mode=None`` leaves each module's flag as it is at the call. The flags are set for the
-    evaluation only and restored exactly afterwards (even on an exception); ``train()`` /
+    ``mode="train"`` (default) evaluates the function training differentiates: every module
+    with the flag it had when training stepped (:meth:`Objective.fix_modes`, which the Auditor
+    calls at the first optimizer step; all modules in train mode before that). BatchNorm
+    normalizes with the probe batch's own statistics and dropout drops — except in modules the
+    user froze with ``.eval()`` (a frozen BatchNorm keeps its running statistics, as in
+    training). ``mode="eval"`` evaluates the eval-mode function (running statistics, no dropout)
+    instead. ``mode=None`` leaves each module's flag as it is at the call. The flags are set for
+    the evaluation only and restored exactly afterwards (even on an exception); ``train()`` /
     ``eval()`` are not called, so a module overriding them sees nothing.
 Buffers
     read at each call and *cloned*: BatchNorm's running statistics and ``num_batches_tracked``
@@ -89,6 +92,12 @@ def coupling_layers(model: nn.Module, mode: str | None = "train") -> list[str]:
     return found
 
 
+def _named(model: nn.Module, finder) -> list[tuple[str, nn.Module]]:
+    """(path description, module) for what ``finder`` reports, matched back to the modules."""
+    by_path = {_path(n): m for n, m in model.named_modules()}
+    return [(d, by_path[d.split(" (")[0]]) for d in finder(model) if d.split(" (")[0] in by_path]
+
+
 def _rows(X: Any) -> int | None:
     leaves, _ = tree_flatten(X)
     for t in leaves:
@@ -129,6 +138,7 @@ class Objective:
         self.scale_rows = self._check_reduction(criterion, sum_over)
         self._wrapper = None if loss_fn is None else _LossModule(model, loss_fn)
         self._draw = 0
+        self._trained: list[tuple[nn.Module, bool]] | None = None   # fix_modes()
 
     @staticmethod
     def _check_reduction(criterion: Any, sum_over: int | None) -> int | None:
@@ -147,19 +157,44 @@ class Objective:
         return sum_over
 
     # ------------------------------------------------------------------ which function
+    def fix_modes(self) -> None:
+        """Take the modules' flags as they are now (the Auditor calls it at the first optimizer
+        step) as training's: mode "train" evaluates with them from then on."""
+        if self.mode == "train":
+            self._trained = [(m, m.training) for m in self.model.modules()]
+
+    def _frozen(self) -> set[int]:
+        """ids of the modules training runs in eval mode (frozen by the user)."""
+        return set() if self._trained is None else {id(m) for m, t in self._trained if not t}
+
+    @property
+    def frozen(self) -> list[str]:
+        """Paths of the modules training runs in eval mode (a user's frozen BatchNorm)."""
+        ids = self._frozen()
+        return [_path(n) for n, m in self.model.named_modules() if id(m) in ids
+                and any(True for _ in m.children()) is False]
+
     @property
     def stochastic(self) -> list[str]:
-        """Stochastic layers active under this objective's mode (none in eval mode)."""
-        return [] if self.mode == "eval" else stochastic_layers(self.model)
+        """Stochastic layers active under this objective's mode (none in eval mode, none of
+        the modules training runs frozen)."""
+        if self.mode == "eval":
+            return []
+        ids = self._frozen()
+        return [p for p, m in _named(self.model, stochastic_layers) if id(m) not in ids]
 
     @property
     def coupling(self) -> list[str]:
-        return coupling_layers(self.model, self.mode)
+        if self.mode != "train":
+            return coupling_layers(self.model, self.mode)
+        ids = self._frozen()
+        return [p for p, m in _named(self.model, lambda mod: coupling_layers(mod, "train"))
+                if id(m) not in ids or getattr(m, "running_mean", 0) is None]
 
     def describe(self) -> dict[str, Any]:
         """JSON-able: the mode, the layers that make the function special, how it is fixed."""
         return {"mode": self.mode or "as-is", "stochastic_layers": self.stochastic,
-                "coupling_layers": self.coupling,
+                "coupling_layers": self.coupling, "frozen_modules": self.frozen[:20],
                 "common_random_numbers": True, "seed": self.seed,
                 "inputs": "loss_fn(model, batch)" if self.loss_fn is not None
                           else "criterion(model(X), y)",
@@ -184,8 +219,12 @@ class Objective:
             return
         flag = self.mode == "train"
         saved = [(m, m.training) for m in self.model.modules()]
-        for m, _ in saved:
-            m.training = flag
+        if flag and self._trained is not None:
+            for m, trained in self._trained:
+                m.training = trained
+        else:
+            for m, _ in saved:
+                m.training = flag
         try:
             yield
         finally:

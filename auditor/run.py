@@ -326,7 +326,9 @@ class Auditor:
                     "probes": [p.describe() for p in self.probes],
                     "wall_time": time.time(),
                     **(dict(start_info) if start_info is not None else self._loop_info())})
-        self._initial_checkpoint()
+        self._init_done = False
+        if not self._defer_init:
+            self._initial_checkpoint()
         self._hooks = [optimizer.register_step_pre_hook(self._before_step),
                        optimizer.register_step_post_hook(self._after_step)]
 
@@ -432,6 +434,7 @@ class Auditor:
         distributed auditor computes the sharded full-data gradient once, on every rank)."""
 
     def _initial_checkpoint(self) -> None:
+        self._init_done = True
         x0 = self._params()
         self._x0 = x0
         rec: dict[str, Any] = {"record": "init", "k": 0, **self._checkpoint_values(x0)}
@@ -510,6 +513,12 @@ class Auditor:
     def _before_step(self, optimizer, args, kwargs) -> None:
         if self.diverged:
             return
+        if not self._init_done:
+            # the first step: the modules' flags now are training's (a BatchNorm the user
+            # froze stays frozen in the audited function), and x_0's checkpoint is taken with
+            # them — not at construction, where the model may still have been in eval mode
+            self.f.fix_modes()
+            self._initial_checkpoint()
         params = self._params()
         self._in_step = True
         if self._batch is None:
@@ -625,6 +634,9 @@ class Auditor:
     # the multi-process auditors skip it: a rank switching probes off alone would desynchronize
     # their collectives
     _repeat_check = True
+    # x_0's checkpoint at the first step (one process); the multi-process auditors take it at
+    # construction, where every rank meets the collectives at the same point
+    _defer_init = True
 
     def _check_repeatable(self, ctx: ProbeContext, notes: dict[str, str]) -> None:
         """f twice at x_0 on the first batch (2 forwards, once per run): common random numbers
@@ -661,6 +673,8 @@ class Auditor:
             return self.records[-1]
         for h in self._hooks:
             h.remove()
+        if not self._init_done and not self.diverged:
+            self._initial_checkpoint()          # no step was taken: x_0's values still count
         if status is None:
             status = "diverged" if self.diverged else "completed"
         if (not self.diverged and self.full_X is not None and self.step > 0

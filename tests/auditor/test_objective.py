@@ -217,3 +217,44 @@ def test_transformer_hvps_in_eval_mode(transformer_point):
         r = M.top_hessian_eigenvalue(Objective(dropout, crit, mode=mode), x, X, y, iters=3,
                                      hvp_method="forward_over_reverse")
         assert r.value > 0
+
+
+def test_the_audited_modes_are_training_s_at_its_first_step():
+    """A BatchNorm the user froze with .eval() (fine-tuning) stays frozen in the audited
+    function (running statistics, no sample coupling: per-example gradient noise), and x_0's
+    checkpoint is taken at the first step with training's modes, not at construction after a
+    model.eval()."""
+    from approx_audit.auditor import Auditor
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3),
+                          nn.BatchNorm1d(3))
+    X, y = _batch(64)
+    with torch.no_grad():                        # give the running statistics some values
+        model.train()
+        model(X)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.eval()                                 # built after an evaluation pass ...
+    aud = Auditor(model, opt, loss=nn.CrossEntropyLoss(), data=(X, y),
+                  probes="loss,gradient_noise@1")
+    model.train()
+    model[1].eval()                              # ... trained with the first BatchNorm frozen
+    expected = float(nn.CrossEntropyLoss()(model(X), y).detach())
+    for t in range(2):
+        opt.zero_grad()
+        loss = nn.CrossEntropyLoss()(model(X[:16]), y[:16])
+        loss.backward()
+        aud.observe(X[:16], y[:16], loss)
+        opt.step()
+    aud.close()
+    init = next(r for r in aud.records if r["record"] == "init")
+    assert init["full_loss"] == pytest.approx(expected, rel=1e-6)
+    assert aud.f.frozen == ["model.1"]
+    assert aud.f.coupling == ["model.4 (BatchNorm1d)"]     # the trained one still couples
+    steps = [r for r in aud.records if r["record"] == "step"]
+    assert steps[0]["gradient_noise_microbatch"] > 1       # model.4 couples: microbatches
+    aud2_model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    aud2_model[1].eval()
+    f = Objective(aud2_model, nn.CrossEntropyLoss())
+    f.fix_modes()
+    assert f.coupling == [] and f.frozen == ["model.1"]
