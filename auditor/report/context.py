@@ -241,6 +241,9 @@ def _objective_line(obj: Mapping[str, Any] | None) -> str | None:
         parts.append(f"Layers coupling the samples ({', '.join(obj['coupling_layers'])}) "
                      "normalize with the probe batch's own statistics; gradient noise from "
                      "microbatches.")
+    if obj.get("frozen_modules"):
+        parts.append(f"Modules training runs in eval mode ({', '.join(obj['frozen_modules'])}) "
+                     "are audited in eval mode too.")
     if obj.get("stochastic_layers"):
         parts.append(f"Random layers ({', '.join(obj['stochastic_layers'])}): every probe "
                      "comparison uses common random numbers (one fixed draw); gradients are "
