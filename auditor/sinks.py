@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..bounds.errors import ApproxAuditError
-from .observables import OBSERVABLES
+from .observables import KEY, OBSERVABLES
 
 __all__ = ["MissingExtraError", "ProgressSink", "TensorBoardSink", "WandbSink", "scalars_of"]
 
@@ -285,11 +285,11 @@ class ProgressSink:
         k = _finite(record.get("k"))
         if kind == "step" and k is not None:
             self._done = int(round(k))
-        loss = _finite(record.get("loss"))
+        loss = _finite(record.get(KEY.loss))
         if loss is not None:
             self._loss, self._minibatch = loss, True
-        elif not self._minibatch and _finite(record.get("full_loss")) is not None:
-            self._loss = _finite(record.get("full_loss"))   # no minibatch loss probe
+        elif not self._minibatch and _finite(record.get(KEY.full_loss)) is not None:
+            self._loss = _finite(record.get(KEY.full_loss))   # no minibatch loss probe
         if kind == "end":
             self._draw()
             self._finish()
@@ -361,5 +361,5 @@ def tick(progress: Any, kind: str, run: int, k: int | None = None,
     if k is not None:
         record["k"] = k
     if loss is not None:
-        record["loss"] = loss
+        record[KEY.loss] = loss
     progress.write(record)
