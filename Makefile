@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean test-loaded signal-trials
+.PHONY: demo test test-slow install clean test-loaded signal-trials
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,17 @@ demo: $(STAMP)
 
 # pytest exits 5 when it collects no test: here that means the suite went missing, so it is
 # reported as such and fails instead of passing silently.
+# `make test` is the suite without the tests marked slow (real multi-process launches, real
+# signals, the case study, long PEP grids): under 10 minutes on two busy cores.
+# `make test-slow` runs those; CI (.ci/run) runs both.
 test: $(STAMP)
-	@$(BIN)/python -m pytest -q; rc=$$?; \
+	@$(BIN)/python -m pytest -q -m "not slow"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
+
+test-slow: $(STAMP)
+	@$(BIN)/python -m pytest -q -m slow; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-slow: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
 # The suite as CI meets it on a shared machine: LOAD (default 2) CPU burners run beside it.

@@ -21,6 +21,9 @@ from approx_audit.bounds import catalogue
 from approx_audit.bounds.errors import InvalidValueError
 from approx_audit.cli.main import cli
 
+# real multi-process launches (torch.distributed.run): `make test-slow`, which CI runs
+pytestmark = pytest.mark.slow
+
 ENV = {"OMP_NUM_THREADS": "1"}
 BASE = ["-w", "quadratic", "-O", "sgd", "--lr", "0.1", "-B", "32", "--format", "none"]
 

@@ -20,6 +20,9 @@ from approx_audit.auditor.trace import read_trace
 from approx_audit.bounds.errors import InvalidValueError
 from approx_audit.cli.main import cli
 
+# real multi-process launches (torch.distributed.run): `make test-slow`, which CI runs
+pytestmark = pytest.mark.slow
+
 PROBES = "loss,grad_norm,update_norm,full_batch@5,gradient_noise@5,local_smoothness@5"
 ARGS = ["-w", "quadratic", "-O", "sgd", "--lr", "0.1", "-B", "32", "-K", "20", "-p", PROBES,
         "--format", "none"]
