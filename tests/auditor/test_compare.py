@@ -153,6 +153,7 @@ def _cli(*args):
     return CliRunner().invoke(cli, list(args))
 
 
+@pytest.mark.slow          # ≥ 10 s: make test-slow (CI runs it)
 def test_cli_text_and_json(tmp_path):
     res = _cli("compare", "-w", "quadratic", "-O", "sgd:lr=1.0", "-O", "sgd:lr=0.1",
                "--budget", "30", "--out", str(tmp_path / "c"))

@@ -144,6 +144,7 @@ def test_redact_removes_user_host_and_paths(results):
     assert results["provenance"]["host"] == "fixture-host"      # the input is untouched
 
 
+@pytest.mark.slow          # ≥ 10 s: make test-slow (CI runs it)
 def test_writes_are_atomic(tmp_path, results, monkeypatch):
     (tmp_path / "report.html").write_text("previous")
 
@@ -185,6 +186,7 @@ def test_an_interrupted_trace_renders(tmp_path):
     assert "interrupted" in (trace.parent / "report.html").read_text()
 
 
+@pytest.mark.slow          # ≥ 10 s: make test-slow (CI runs it)
 def test_report_cli_formats_and_errors(tmp_path, results):
     src = tmp_path / "a" / "results.json"
     src.parent.mkdir()
@@ -221,6 +223,7 @@ def test_run_writes_reports_and_the_step_summary(tmp_path):
     assert not (tmp_path / "q" / "report.html").exists()
 
 
+@pytest.mark.slow          # ≥ 10 s: make test-slow (CI runs it)
 def test_the_frontier_of_a_comparison_appears_in_the_report(tmp_path, results):
     from approx_audit.auditor.compare import compare
 

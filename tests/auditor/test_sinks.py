@@ -283,6 +283,7 @@ def test_the_run_command_writes_event_files(tmp_path):
     assert list((tb / "verdicts").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow          # ≥ 10 s: make test-slow (CI runs it)
 def test_compare_writes_event_files_per_optimizer(tmp_path):
     from click.testing import CliRunner
 

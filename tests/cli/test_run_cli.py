@@ -173,6 +173,7 @@ def test_the_readme_auditor_example_runs(tmp_path, monkeypatch):
     assert sum(r["record"] == "step" for r in recs) > 10
 
 
+@pytest.mark.slow          # ≥ 10 s: make test-slow (CI runs it)
 def test_configuration_file_and_environment_follow_the_precedence(tmp_path, monkeypatch):
     """Command line over APPROX_AUDIT_* variables over approx-audit.toml over defaults."""
     from approx_audit.cli.main import ENV_PREFIX, _check_config, load_config
