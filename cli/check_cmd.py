@@ -87,8 +87,8 @@ def check(bound_id, values, horizon, solver, fmt, claim, method, step, momentum,
             raise InvalidValueError(
                 f"{bound.id} cannot be checked by PEP (stochastic, asymptotic or not a fixed-step "
                 f"method); checkable: {', '.join(sorted(SPECS))}")
-        result = check_bound(bound, horizons, solver=solver, points=points,
-                             progress=progress_callback(quiet))
+        result = _solved(lambda: check_bound(bound, horizons, solver=solver, points=points,
+                                             progress=progress_callback(quiet)))
         _write_certificates(cert_dir, bound.id, result.rows)
         _emit(result.to_dict(), result.rows, fmt, title=bound.id, note=result.note)
         if result.refuted:
@@ -119,8 +119,8 @@ def check(bound_id, values, horizon, solver, fmt, claim, method, step, momentum,
     for name in initial:
         init[name] = _need(vals, "R" if name == "distance" else "Delta", f"--initial {name}")
     factory = _method_factory(method, step, momentum, vals, L, fclass)
-    result = check_claim(expr, factory, fc, metric, init, horizons, vals, solver=solver,
-                         progress=progress_callback(quiet))
+    result = _solved(lambda: check_claim(expr, factory, fc, metric, init, horizons, vals,
+                                         solver=solver, progress=progress_callback(quiet)))
     d = result.to_dict()
     d["id"] = "claim"
     d["claim"] = claim
@@ -128,6 +128,17 @@ def check(bound_id, values, horizon, solver, fmt, claim, method, step, momentum,
     _emit(d, result.rows, fmt, title=f"claim {claim}")
     if result.refuted:
         raise SystemExit(EXIT_INVALID)
+
+
+def _solved(solve):
+    """The check's result; values whose worst-case program overflows floating point (L=1e300,
+    R=1e300) are an input error, not an internal one."""
+    try:
+        return solve()
+    except (OverflowError, FloatingPointError) as exc:
+        raise InvalidValueError(f"the values overflow the worst-case program in floating point "
+                                f"({exc}); the bounds scale: check at L=1, R=1 and rescale"
+                                ) from None
 
 
 def _need(vals: dict, name: str, what: str) -> float:

@@ -20,10 +20,15 @@ DTYPES = ("float32", "float64")
 
 
 def resolve_device(device: str) -> str:
+    import re
+
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device or ""):
+        # e.g. meta: tensors without data, on which no audit can run
+        raise InvalidValueError(f"--device {device!r}: use cpu, cuda, cuda:N, mps or auto")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InvalidValueError(f"--device {device}: this torch build sees no CUDA device; use "
                                 "--device cpu (or auto)")

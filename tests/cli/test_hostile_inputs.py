@@ -263,3 +263,23 @@ def test_a_constant_that_is_not_positive_is_refused(tmp_path, value):
     assert r.exit_code == 2
     assert one_error_line(r) == (f"error: --assume {value} must be > 0 (smoothness: gradient "
                                  "Lipschitz constant)")
+
+
+def test_a_meta_device_is_an_input_error(tmp_path):
+    r = run("-w", "quadratic", "-O", "sgd", "-K", "2", "--device", "meta",
+            "--out", str(tmp_path / "m"), "--format", "none")
+    assert r.exit_code == 2, r.output
+    err = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(err) == 1 and "--device 'meta'" in err[0]
+
+
+def test_check_with_values_that_overflow_is_an_input_error():
+    from click.testing import CliRunner
+
+    from approx_audit.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["check", "gd.smooth_convex.drori_teboulle_2014", "--horizon",
+                                 "2", "L=1e300", "R=1e300", "eta=1e-300", "--quiet"])
+    assert r.exit_code == 2, r.output
+    err = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(err) == 1 and "overflow" in err[0]
