@@ -365,6 +365,13 @@ class DistanceFromStartProbe(Probe):
 # Local smoothness and convexity along consecutive iterates (one extra gradient)
 # ---------------------------------------------------------------------------------------------
 
+def _unclipped(ctx: ProbeContext) -> bool:
+    """The optimizer received the loss's gradient unchanged at this step: its norm (from the
+    grad_norm probe) equals the norm observe() saw (relative 1e-6). Unknown counts as no."""
+    raw, g = ctx.grad_norm_raw, ctx.shared.batch_grad_norm
+    return raw is not None and g is not None and abs(g - raw) <= 1e-6 * max(raw, 1e-30)
+
+
 class LocalSmoothnessProbe(Probe):
     """One extra gradient at ``params_after`` on the step's batch gives, on the SAME batch:
 
@@ -393,16 +400,40 @@ class LocalSmoothnessProbe(Probe):
         return Cost(forward=1, backward=1)
 
     def cost_for(self, ctx):
-        return self.cost if ctx.grad_exact else Cost(forward=2, backward=2)
+        return self.cost if self._reuses_training(ctx) else Cost(forward=2, backward=2)
+
+    def _reuses_training(self, ctx) -> bool:
+        """Whether training's loss and gradient at x_t are f's own: known in the auditor's own
+        loop (``grad_exact``); in a user's loop, once verified on a first step (see
+        :meth:`_before`) and then for every step that was not clipped, while f draws no
+        random numbers (other dropout masks than training's)."""
+        if ctx.grad_exact:
+            return True
+        if ctx.state(self.name).get("trusted") is not True or getattr(ctx.f, "stochastic", ()):
+            return False
+        return _unclipped(ctx)
+
+    def _before(self, ctx) -> tuple[float | None, Any, Cost]:
+        """(f(x_t), ∇f(x_t), cost): training's when they are f's, else computed from f on the
+        same batch and random numbers (clipped or scaled gradients, other dropout masks, a
+        user's loss with other terms). The first computed pair in a user's loop is compared
+        with training's; if they agree (1e-5 relative), training's are reused from then on for
+        unclipped steps, so a plain loop pays one gradient here instead of two."""
+        if self._reuses_training(ctx):
+            return ctx.loss_before, ctx.grad_before, Cost()
+        rb = M.loss_and_grad(ctx.f, ctx.params_before, ctx.X, ctx.y)
+        mem = ctx.state(self.name)
+        if mem.get("trusted") is None and ctx.grad_before is not None and _unclipped(ctx) \
+                and ctx.loss_before is not None and not getattr(ctx.f, "stochastic", ()):
+            names = list(rb.grad)
+            gap = _norm({k: rb.grad[k] - ctx.grad_before[k] for k in names}) / max(
+                _norm(rb.grad), 1e-30)
+            same_loss = abs(rb.loss - ctx.loss_before) <= 1e-5 * max(1.0, abs(rb.loss))
+            mem["trusted"] = bool(gap <= 1e-5 and same_loss)
+        return rb.loss, rb.grad, rb.cost
 
     def _measure(self, ctx):
-        loss_before, grad_before = ctx.loss_before, ctx.grad_before
-        cost = Cost()
-        if not ctx.grad_exact:
-            # training's gradient is not f's (clipped, scaled, other dropout masks): both ends
-            # of the secant from f itself, on the same batch and the same random numbers
-            rb = M.loss_and_grad(ctx.f, ctx.params_before, ctx.X, ctx.y)
-            loss_before, grad_before, cost = rb.loss, rb.grad, rb.cost
+        loss_before, grad_before, cost = self._before(ctx)
         if grad_before is None or loss_before is None:
             return self._none("training passed no loss_before/grad_before for this step")
         r = M.loss_and_grad(ctx.f, ctx.params_after, ctx.X, ctx.y)

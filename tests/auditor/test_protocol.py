@@ -221,3 +221,34 @@ def test_clipping_inside_a_closure_is_seen():
     assert all(r["grad_norm"] == pytest.approx(0.01, rel=1e-4) for r in steps)
     assert all(r["grad_norm_raw"] > 0.01 for r in steps)
     assert steps[-1]["update_norm"] == pytest.approx(0.05 * 0.01, rel=1e-4)
+
+
+@pytest.mark.parametrize("clip", [None, 0.01])
+def test_local_smoothness_reuses_training_s_gradient_once_verified(clip):
+    """In a user's loop the first secant recomputes f's gradient at x_t and compares it with
+    training's; when they agree, unclipped steps reuse training's (one gradient per step
+    instead of two), and a clipped step never does. The secants are the same either way."""
+    X, y = _data()
+    records = {}
+    for reuse in (True, False):
+        model = _model()
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        aud = Auditor(model, opt, loss=_mse, data=None,
+                      probes="loss,grad_norm,local_smoothness@1" if reuse else
+                      "loss,local_smoothness@1")          # no grad_norm: nothing to compare
+        for t in range(5):
+            opt.zero_grad()
+            loss = _mse(model(X[:32]), y[:32])
+            loss.backward()
+            aud.observe(X[:32], y[:32], loss)
+            if clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+        aud.close()
+        records[reuse] = [r["local_smoothness"] for r in aud.records if r["record"] == "step"]
+        backward = aud.costs.by_probe["local_smoothness"].backward
+        if reuse and clip is None:
+            assert backward == 2 + 4            # verified at the first step, reused after
+        else:
+            assert backward == 2 * 5
+    assert records[True] == pytest.approx(records[False], rel=1e-6)
