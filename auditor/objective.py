@@ -64,12 +64,15 @@ def _path(name: str) -> str:
     return "model" + ("." + name if name else "")
 
 
-def stochastic_layers(model: nn.Module) -> list[str]:
+def stochastic_layers(model: nn.Module, frozen: frozenset[int] = frozenset()) -> list[str]:
     """Paths of the layers that draw random numbers in train mode (Dropout of any kind with
-    p > 0, MultiheadAttention with dropout > 0). Custom stochastic layers cannot be detected
-    by type; common random numbers cover them as long as they use torch's generators."""
+    p > 0, MultiheadAttention with dropout > 0), except those whose ``id`` is in ``frozen``
+    (run in eval mode by training). Custom stochastic layers cannot be detected by type;
+    common random numbers cover them as long as they use torch's generators."""
     found = []
     for name, m in model.named_modules():
+        if id(m) in frozen:
+            continue
         if isinstance(m, _DROPOUT) and m.p > 0:
             found.append(f"{_path(name)} ({type(m).__name__}, p={m.p:g})")
         elif isinstance(m, nn.MultiheadAttention) and m.dropout > 0:
@@ -77,25 +80,21 @@ def stochastic_layers(model: nn.Module) -> list[str]:
     return found
 
 
-def coupling_layers(model: nn.Module, mode: str | None = "train") -> list[str]:
+def coupling_layers(model: nn.Module, mode: str | None = "train",
+                    frozen: frozenset[int] = frozenset()) -> list[str]:
     """Paths of the layers that couple the examples of a batch under ``mode``: BatchNorm in
-    train mode, or without running statistics (which uses batch statistics in eval mode too).
-    Custom layers that mix examples are not visible here; the gradient-noise probe checks its
-    per-example gradients against the batch gradient to find them."""
+    train mode (not the ``frozen`` ones, which training runs in eval mode), or without running
+    statistics (which uses batch statistics in eval mode too). Custom layers that mix examples
+    are not visible here; the gradient-noise probe checks its per-example gradients against
+    the batch gradient to find them."""
     found = []
     for name, m in model.named_modules():
         if not isinstance(m, _COUPLING):
             continue
-        training = m.training if mode is None else mode == "train"
+        training = m.training if mode is None else (mode == "train" and id(m) not in frozen)
         if training or m.running_mean is None:
             found.append(f"{_path(name)} ({type(m).__name__})")
     return found
-
-
-def _named(model: nn.Module, finder) -> list[tuple[str, nn.Module]]:
-    """(path description, module) for what ``finder`` reports, matched back to the modules."""
-    by_path = {_path(n): m for n, m in model.named_modules()}
-    return [(d, by_path[d.split(" (")[0]]) for d in finder(model) if d.split(" (")[0] in by_path]
 
 
 def _rows(X: Any) -> int | None:
@@ -163,33 +162,27 @@ class Objective:
         if self.mode == "train":
             self._trained = [(m, m.training) for m in self.model.modules()]
 
-    def _frozen(self) -> set[int]:
+    def _frozen(self) -> frozenset[int]:
         """ids of the modules training runs in eval mode (frozen by the user)."""
-        return set() if self._trained is None else {id(m) for m, t in self._trained if not t}
+        return frozenset() if self._trained is None else frozenset(
+            id(m) for m, t in self._trained if not t)
 
     @property
     def frozen(self) -> list[str]:
         """Paths of the modules training runs in eval mode (a user's frozen BatchNorm)."""
         ids = self._frozen()
-        return [_path(n) for n, m in self.model.named_modules() if id(m) in ids
-                and any(True for _ in m.children()) is False]
+        return [_path(n) for n, m in self.model.named_modules()
+                if id(m) in ids and next(m.children(), None) is None]      # leaves only
 
     @property
     def stochastic(self) -> list[str]:
         """Stochastic layers active under this objective's mode (none in eval mode, none of
         the modules training runs frozen)."""
-        if self.mode == "eval":
-            return []
-        ids = self._frozen()
-        return [p for p, m in _named(self.model, stochastic_layers) if id(m) not in ids]
+        return [] if self.mode == "eval" else stochastic_layers(self.model, self._frozen())
 
     @property
     def coupling(self) -> list[str]:
-        if self.mode != "train":
-            return coupling_layers(self.model, self.mode)
-        ids = self._frozen()
-        return [p for p, m in _named(self.model, lambda mod: coupling_layers(mod, "train"))
-                if id(m) not in ids or getattr(m, "running_mean", 0) is None]
+        return coupling_layers(self.model, self.mode, self._frozen())
 
     def describe(self) -> dict[str, Any]:
         """JSON-able: the mode, the layers that make the function special, how it is fixed."""
